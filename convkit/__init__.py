@@ -1,0 +1,108 @@
+"""convkit: conversations with any OpenAI-compatible chat completions endpoint.
+
+The public API lives here. Light modules (messages, errors, models, tokens) are imported
+eagerly; the HTTP client and the database store are imported on first use, so ``import convkit``
+does not pull in httpx or SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from convkit.errors import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    ConnectError,
+    ContextLengthExceededError,
+    ContextOverflowError,
+    ConvkitError,
+    EncodingUnavailableError,
+    InternalServerError,
+    InvalidMessageError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    SchemaVersionError,
+    StoreError,
+    StreamError,
+    SummarizationError,
+    ThreadNotFoundError,
+    TimeoutError,
+    TransportError,
+    UnknownModelError,
+    UnprocessableEntityError,
+)
+from convkit.messages import (
+    AudioPart,
+    ContentPart,
+    FilePart,
+    ImagePart,
+    Message,
+    MessageLike,
+    RawPart,
+    TextPart,
+    ToolCall,
+    Usage,
+)
+
+if TYPE_CHECKING:  # pragma: no cover - names resolved lazily at run time
+    pass
+
+__version__ = "0.1.0"
+
+# Public names served from modules that are imported only when first asked for.
+_LAZY: dict[str, str] = {}
+
+__all__ = [
+    "APIStatusError",
+    "AudioPart",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "ConnectError",
+    "ContentPart",
+    "ContextLengthExceededError",
+    "ContextOverflowError",
+    "ConvkitError",
+    "EncodingUnavailableError",
+    "FilePart",
+    "ImagePart",
+    "InternalServerError",
+    "InvalidMessageError",
+    "InvalidRequestError",
+    "Message",
+    "MessageLike",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RawPart",
+    "SchemaVersionError",
+    "StoreError",
+    "StreamError",
+    "SummarizationError",
+    "TextPart",
+    "ThreadNotFoundError",
+    "TimeoutError",
+    "ToolCall",
+    "TransportError",
+    "UnknownModelError",
+    "UnprocessableEntityError",
+    "Usage",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'convkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,301 @@
+"""The exceptions convkit raises, rooted at :class:`ConvkitError`.
+
+The tree::
+
+    ConvkitError
+    ├── InvalidMessageError (ValueError)      bad message input: names the index and field
+    ├── InvalidRequestError (ValueError)      bad request parameters, caught before sending
+    ├── UnknownModelError (KeyError)          a model the registry cannot resolve (strict lookups)
+    ├── EncodingUnavailableError (RuntimeError)  no verified BPE file for a tiktoken encoding
+    ├── ContextOverflowError (ValueError)     even the minimal window does not fit the budget
+    ├── SummarizationError                    a summarizer failed (reported, turn falls back)
+    ├── StoreError                            persistence problems
+    │   ├── ThreadNotFoundError (KeyError)
+    │   └── SchemaVersionError                database schema older/newer than this convkit
+    └── TransportError                        anything that went wrong talking to the API
+        ├── ConnectError                      could not connect
+        ├── TimeoutError                      connect/read/idle-stream timeout
+        ├── StreamError                       malformed or truncated server-sent events
+        └── APIStatusError                    the server answered with an HTTP error status
+            ├── BadRequestError (400)
+            │   └── ContextLengthExceededError  the server says the prompt is too long
+            ├── AuthenticationError (401)
+            ├── PermissionDeniedError (403)
+            ├── NotFoundError (404)
+            ├── ConflictError (409)
+            ├── UnprocessableEntityError (422)
+            ├── RateLimitError (429)
+            └── InternalServerError (5xx)
+
+Every error message is built without secrets: API keys never appear in ``str()``,
+``repr()`` or attributes of these exceptions.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+__all__ = [
+    "APIStatusError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "ConnectError",
+    "ContextLengthExceededError",
+    "ContextOverflowError",
+    "ConvkitError",
+    "EncodingUnavailableError",
+    "InternalServerError",
+    "InvalidMessageError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "SchemaVersionError",
+    "StoreError",
+    "StreamError",
+    "SummarizationError",
+    "ThreadNotFoundError",
+    "TimeoutError",
+    "TransportError",
+    "UnknownModelError",
+    "UnprocessableEntityError",
+    "status_error_class",
+]
+
+
+class ConvkitError(Exception):
+    """Root of every exception convkit raises on purpose."""
+
+
+class InvalidMessageError(ConvkitError, ValueError):
+    """A message (or a list of messages) is not valid chat-completions input.
+
+    Attributes:
+        index: position of the offending message in the list, or None for a single message.
+        field: the offending field as a dotted path (``"content[1].image_url.url"``), or None.
+        reason: the problem, without the location.
+    """
+
+    def __init__(self, reason: str, *, index: int | None = None, field: str | None = None) -> None:
+        self.reason = reason
+        self.index = index
+        self.field = field
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.index is not None:
+            where.append(f"message {self.index}")
+        if self.field:
+            where.append(f"field {self.field!r}")
+        return f"{', '.join(where)}: {self.reason}" if where else self.reason
+
+    def at_index(self, index: int) -> InvalidMessageError:
+        """Return a copy of this error that names the message's position in a list."""
+        return InvalidMessageError(self.reason, index=index, field=self.field)
+
+
+class InvalidRequestError(ConvkitError, ValueError):
+    """A request parameter is out of range or of the wrong type (caught before sending).
+
+    Attributes:
+        param: the parameter's name.
+    """
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
+
+
+class UnknownModelError(ConvkitError, KeyError):
+    """The model registry has no entry for this name (raised only by strict lookups)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(model)
+
+    def __str__(self) -> str:
+        return (
+            f"unknown model {self.model!r}: register it with convkit.models.register() "
+            "or list it in the file named by CONVKIT_MODELS"
+        )
+
+
+class EncodingUnavailableError(ConvkitError, RuntimeError):
+    """No verified BPE file could be found for a tiktoken encoding.
+
+    Attributes:
+        encoding: the encoding's name (``"o200k_base"``).
+    """
+
+    def __init__(self, encoding: str, message: str) -> None:
+        self.encoding = encoding
+        super().__init__(message)
+
+
+class ContextOverflowError(ConvkitError, ValueError):
+    """Even the smallest acceptable window (system prompt + newest turn) exceeds the budget.
+
+    Attributes:
+        needed: prompt tokens the smallest acceptable window takes.
+        available: the prompt-token budget.
+    """
+
+    def __init__(self, needed: int, available: int, detail: str = "") -> None:
+        self.needed = needed
+        self.available = available
+        msg = f"context overflow: the smallest valid window needs {needed} tokens, {available} available"
+        super().__init__(f"{msg}; {detail}" if detail else msg)
+
+
+class SummarizationError(ConvkitError):
+    """The summarizer failed; the turn falls back to trimming and reports this error."""
+
+
+class StoreError(ConvkitError):
+    """Something went wrong in the persistence layer."""
+
+
+class ThreadNotFoundError(StoreError, KeyError):
+    """No thread with this id exists.
+
+    Attributes:
+        thread_id: the id that was asked for.
+    """
+
+    def __init__(self, thread_id: object) -> None:
+        self.thread_id = thread_id
+        super().__init__(thread_id)
+
+    def __str__(self) -> str:
+        return f"no thread with id {self.thread_id!r}"
+
+
+class SchemaVersionError(StoreError):
+    """The database schema is not the one this version of convkit expects."""
+
+
+class TransportError(ConvkitError):
+    """Talking to the completions endpoint failed.
+
+    Attributes:
+        request_id: the server's request id (``x-request-id``) when one was received.
+    """
+
+    request_id: str | None = None
+
+
+class ConnectError(TransportError):
+    """The connection could not be established or was dropped before a response."""
+
+
+class TimeoutError(TransportError, builtins.TimeoutError):  # noqa: A001 - mirrors httpx naming
+    """A connect, read or idle-stream timeout expired."""
+
+
+class StreamError(TransportError):
+    """The event stream was malformed or ended before ``[DONE]``.
+
+    Attributes:
+        partial: whatever had been accumulated before the failure (a ``ChatResponse``), or None.
+    """
+
+    def __init__(self, message: str, *, partial: Any = None) -> None:
+        self.partial = partial
+        super().__init__(message)
+
+
+class APIStatusError(TransportError):
+    """The server answered with an HTTP error status.
+
+    Attributes:
+        status_code: the HTTP status.
+        body: the decoded JSON error body (or the raw text), never containing request headers.
+        request_id: the server's request id, if it sent one.
+        code: ``error.code`` from the body when present.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: Any = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.request_id = request_id
+        err = body.get("error") if isinstance(body, dict) else None
+        self.code: str | None = err.get("code") if isinstance(err, dict) else None
+        super().__init__(message)
+
+
+class BadRequestError(APIStatusError):
+    """HTTP 400."""
+
+
+class ContextLengthExceededError(BadRequestError):
+    """HTTP 400 where the server says the prompt exceeds the model's context window."""
+
+
+class AuthenticationError(APIStatusError):
+    """HTTP 401."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """HTTP 403."""
+
+
+class NotFoundError(APIStatusError):
+    """HTTP 404."""
+
+
+class ConflictError(APIStatusError):
+    """HTTP 409."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """HTTP 422."""
+
+
+class RateLimitError(APIStatusError):
+    """HTTP 429."""
+
+
+class InternalServerError(APIStatusError):
+    """HTTP 5xx."""
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status_code: int, body: Any = None) -> type[APIStatusError]:
+    """Pick the exception class for an HTTP error status (and its decoded body)."""
+    if status_code == 400 and _mentions_context_length(body):
+        return ContextLengthExceededError
+    if status_code >= 500:
+        return InternalServerError
+    return _BY_STATUS.get(status_code, APIStatusError)
+
+
+def _mentions_context_length(body: Any) -> bool:
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        if err.get("code") == "context_length_exceeded":
+            return True
+        text = str(err.get("message", ""))
+    else:
+        text = str(body or "")
+    text = text.lower()
+    return "context length" in text or "context_length" in text or "maximum context" in text

@@ -1,0 +1,1 @@
+"""Test helpers for convkit and its plugins (a loopback OpenAI-protocol server and fixtures)."""
