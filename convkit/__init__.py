@@ -48,6 +48,8 @@ from convkit.messages import (
     ToolCall,
     Usage,
 )
+from convkit.models import ModelInfo, ModelRegistry
+from convkit.tokens import TokenCounter, count_tokens
 
 if TYPE_CHECKING:  # pragma: no cover - names resolved lazily at run time
     pass
@@ -76,6 +78,8 @@ __all__ = [
     "InvalidRequestError",
     "Message",
     "MessageLike",
+    "ModelInfo",
+    "ModelRegistry",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -87,11 +91,13 @@ __all__ = [
     "TextPart",
     "ThreadNotFoundError",
     "TimeoutError",
+    "TokenCounter",
     "ToolCall",
     "TransportError",
     "UnknownModelError",
     "UnprocessableEntityError",
     "Usage",
+    "count_tokens",
 ]
 
 

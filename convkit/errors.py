@@ -146,7 +146,10 @@ class ContextOverflowError(ConvkitError, ValueError):
     def __init__(self, needed: int, available: int, detail: str = "") -> None:
         self.needed = needed
         self.available = available
-        msg = f"context overflow: the smallest valid window needs {needed} tokens, {available} available"
+        msg = (
+            f"context overflow: the smallest valid window needs {needed} tokens, "
+            f"{available} available"
+        )
         super().__init__(f"{msg}; {detail}" if detail else msg)
 
 

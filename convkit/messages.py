@@ -24,7 +24,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal, Union
 
-import attrs
 from attrs import field, frozen
 
 from convkit.errors import InvalidMessageError
@@ -59,6 +58,10 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidMessageError(f"expected a mapping, got {type(value).__name__}", field="extra")
     return MappingProxyType(dict(value))
+
+
+def _frozenset(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
 
 
 def _out(extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,7 +110,9 @@ class ImagePart:
     url: str
     detail: str | None = None
     extra: Mapping[str, Any] = field(default=_EMPTY, converter=_frozen_mapping, repr=False)
-    image_url_extra: Mapping[str, Any] = field(default=_EMPTY, converter=_frozen_mapping, repr=False)
+    image_url_extra: Mapping[str, Any] = field(
+        default=_EMPTY, converter=_frozen_mapping, repr=False
+    )
 
     type: Literal["image_url"] = field(default="image_url", init=False, repr=False)
 
@@ -155,7 +160,7 @@ class FilePart:
 
 @frozen(kw_only=True)
 class RawPart:
-    """A content part of a type convkit does not model (``refusal``, vendor types): kept verbatim."""
+    """A content part of a type convkit does not model (``refusal``, vendor types), kept as is."""
 
     data: Mapping[str, Any] = field(converter=_frozen_mapping)
 
@@ -218,7 +223,9 @@ def part_from_openai(d: Any, where: str = "content[0]") -> ContentPart:
             input_audio_extra=_unknown(inner, _AUDIO_INNER),
         )
     if kind == "file":
-        return FilePart(file=_need_dict(d.get("file"), f"{where}.file"), extra=_unknown(d, _FILE_KEYS))
+        return FilePart(
+            file=_need_dict(d.get("file"), f"{where}.file"), extra=_unknown(d, _FILE_KEYS)
+        )
     return RawPart(data=d)
 
 
@@ -260,7 +267,9 @@ class ToolCall:
         else:
             inner = _need_dict(d.get("function"), f"{where}.function")
             args_key = "arguments"
-        name = _need_str(inner.get("name"), f"{where}.{'custom' if kind == 'custom' else 'function'}.name")
+        name = _need_str(
+            inner.get("name"), f"{where}.{'custom' if kind == 'custom' else 'function'}.name"
+        )
         args = inner.get(args_key, "")
         if not isinstance(args, str):
             raise InvalidMessageError(
@@ -340,7 +349,9 @@ class Message:
     """
 
     role: str
-    content: str | tuple[ContentPart, ...] | None = field(default=None, converter=_content_converter)
+    content: str | tuple[ContentPart, ...] | None = field(
+        default=None, converter=_content_converter
+    )
     name: str | None = None
     tool_calls: tuple[ToolCall, ...] | None = field(default=None, converter=_tool_calls_converter)
     tool_call_id: str | None = None
@@ -348,7 +359,9 @@ class Message:
     #: Keys convkit does not model, kept and sent back unchanged.
     extra: Mapping[str, Any] = field(default=_EMPTY, converter=_frozen_mapping, repr=False)
     #: Known keys that were present with an explicit ``null`` on input (sent back the same way).
-    explicit_nulls: frozenset[str] = field(default=frozenset(), converter=frozenset, repr=False, eq=False)
+    explicit_nulls: frozenset[str] = field(
+        default=frozenset(), converter=_frozenset, repr=False, eq=False
+    )
 
     def __attrs_post_init__(self) -> None:
         _validate(self)
@@ -382,7 +395,9 @@ class Message:
         name: str | None = None,
     ) -> Message:
         """An ``assistant`` message: text, tool calls, or a refusal."""
-        return cls(role="assistant", content=content, tool_calls=tool_calls, refusal=refusal, name=name)
+        return cls(
+            role="assistant", content=content, tool_calls=tool_calls, refusal=refusal, name=name
+        )
 
     @classmethod
     def tool(cls, content: str | Sequence[Any], *, tool_call_id: str) -> Message:
@@ -424,7 +439,9 @@ class Message:
         out: dict[str, Any] = {"role": self.role}
         content = self.content
         if content is not None:
-            out["content"] = content if isinstance(content, str) else [p.to_openai() for p in content]
+            out["content"] = (
+                content if isinstance(content, str) else [p.to_openai() for p in content]
+            )
         elif "content" in self.explicit_nulls:
             out["content"] = None
         if self.name is not None:
@@ -497,7 +514,9 @@ def _validate(m: Message) -> None:
             )
     else:
         if m.tool_calls is not None:
-            raise InvalidMessageError(f"a {role} message cannot carry tool_calls", field="tool_calls")
+            raise InvalidMessageError(
+                f"a {role} message cannot carry tool_calls", field="tool_calls"
+            )
         if m.refusal is not None:
             raise InvalidMessageError(f"a {role} message cannot carry a refusal", field="refusal")
         if content is None and role != "function":
@@ -538,9 +557,7 @@ def as_message(value: MessageLike, index: int | None = None) -> Message:
 def as_messages(values: Iterable[MessageLike]) -> list[Message]:
     """Return a list of :class:`Message`, validating dicts; errors name the offending index."""
     if isinstance(values, (str, bytes, Mapping)):
-        raise InvalidMessageError(
-            f"expected a list of messages, got {type(values).__name__}"
-        )
+        raise InvalidMessageError(f"expected a list of messages, got {type(values).__name__}")
     return [as_message(v, i) for i, v in enumerate(values)]
 
 
@@ -575,7 +592,3 @@ class Usage:
             "total_tokens": self.total_tokens,
             **_out(self.extra),
         }
-
-
-def _evolve_check() -> None:  # pragma: no cover - keeps attrs.evolve discoverable in docs
-    attrs.evolve
