@@ -10,6 +10,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from convkit.context import (
+    ContextPolicy,
+    Counted,
+    Summarize,
+    Summary,
+    SummaryRequest,
+    TrimOldest,
+    Window,
+    trim_messages,
+)
 from convkit.errors import (
     APIStatusError,
     AuthenticationError,
@@ -69,7 +79,9 @@ __all__ = [
     "ContentPart",
     "ContextLengthExceededError",
     "ContextOverflowError",
+    "ContextPolicy",
     "ConvkitError",
+    "Counted",
     "EncodingUnavailableError",
     "FilePart",
     "ImagePart",
@@ -88,16 +100,22 @@ __all__ = [
     "StoreError",
     "StreamError",
     "SummarizationError",
+    "Summarize",
+    "Summary",
+    "SummaryRequest",
     "TextPart",
     "ThreadNotFoundError",
     "TimeoutError",
     "TokenCounter",
     "ToolCall",
     "TransportError",
+    "TrimOldest",
     "UnknownModelError",
     "UnprocessableEntityError",
     "Usage",
+    "Window",
     "count_tokens",
+    "trim_messages",
 ]
 
 
