@@ -1,0 +1,351 @@
+"""What ``Store`` and ``AsyncStore`` share: argument checking and building the operations.
+
+Each public method of the two shells is one line: ``self._run(self._prepare_x(...))``. The
+``_prepare_*`` methods here validate every argument (raising before any transaction starts) and
+return the sans-IO operation from :mod:`convkit.store._sql` plus whether it writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+import attrs
+from attrs import field, frozen
+
+from convkit.messages import Message, MessageLike, Usage, as_message
+from convkit.store import _sql
+from convkit.store._engine import display_url, resolve_url
+from convkit.store._jsonl import parse_export
+from convkit.store._values import (
+    Status,
+    StoredMessage,
+    StoreValueError,
+    Summary,
+    Thread,
+    ThreadPage,
+    check_json,
+    check_metadata,
+    check_seq,
+    check_status,
+    check_text,
+    check_thread_id,
+    looks_like_secret_value,
+    message_payload,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+__all__ = ["UNSET", "NewMessage", "TokenCounterLike"]
+
+T = TypeVar("T")
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: Marks an argument that was not given (where None is a meaningful value).
+UNSET: Any = _Unset()
+
+
+class TokenCounterLike(Protocol):
+    """What the store needs from a token counter (:class:`convkit.tokens.TokenCounter` has it)."""
+
+    @property
+    def encoding_name(self) -> str:
+        """Name of the tokenizer encoding the counts are made with."""
+        ...
+
+    def count_message(self, msg: Message) -> int:
+        """Prompt tokens ``msg`` adds, per-message overhead included."""
+        ...
+
+
+@frozen(kw_only=True)
+class NewMessage:
+    """A message to append together with what the store should record about it.
+
+    Example::
+
+        store.append_many(thread.id, [
+            NewMessage(message=call, usage=response_usage),
+            NewMessage(message=Message.tool("22C", tool_call_id="call_1")),
+        ])
+
+    Attributes:
+        tokens: a precomputed count (counted with the store's counter when None).
+        status: ``"incomplete"`` for what a broken stream left behind.
+    """
+
+    message: MessageLike
+    tokens: int | None = None
+    status: Status = "complete"
+    usage: Usage | Mapping[str, Any] | None = None
+    metadata: Mapping[str, Any] | None = field(default=None)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _usage(value: Usage | Mapping[str, Any] | None, where: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, Usage):
+        usage = value
+    elif isinstance(value, Mapping):
+        try:
+            usage = Usage.from_openai(value)
+        except (TypeError, ValueError) as exc:
+            raise StoreValueError(f"invalid usage: {exc}", field=where) from None
+    else:
+        raise StoreValueError(
+            f"usage must be a Usage or a mapping, got {type(value).__name__}", field=where
+        )
+    payload: dict[str, Any] = check_json(usage.to_openai(), where)
+    return payload
+
+
+def _title(value: object) -> str | None:
+    title = check_text(value, "title", optional=True)
+    if title is not None and looks_like_secret_value(title):
+        raise StoreValueError(
+            "title looks like an API key; credentials are never stored", field="title"
+        )
+    return title
+
+
+def _lines(source: Iterable[str] | str | IO[str]) -> Iterable[str]:
+    if isinstance(source, str):
+        return source.splitlines()
+    return source
+
+
+class StoreBase:
+    """State and argument checking shared by :class:`Store` and :class:`AsyncStore`."""
+
+    url: URL
+
+    def __init__(
+        self,
+        url: str | URL | None,
+        *,
+        model: str,
+        counter: TokenCounterLike | None,
+    ) -> None:
+        self.url, self._is_default = resolve_url(url)
+        self.model = model
+        self._counter = counter
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({display_url(self.url)!r})"
+
+    # ---- token counting
+
+    @property
+    def counter(self) -> TokenCounterLike:
+        """The counter appends are counted with (created from ``model`` on first use)."""
+        if self._counter is None:
+            from convkit.tokens import TokenCounter
+
+            self._counter = TokenCounter(self.model)
+        return self._counter
+
+    @property
+    def encoding_name(self) -> str:
+        """The encoding new token counts are made with."""
+        return self.counter.encoding_name
+
+    def _recount(self, stored: StoredMessage) -> StoredMessage:
+        # Counts made with another encoding (the store's model changed since) are redone for
+        # the window's rows only; the rows themselves keep what was counted at append.
+        encoding = self.encoding_name
+        if stored.encoding == encoding:
+            return stored
+        return attrs.evolve(
+            stored, tokens=self.counter.count_message(stored.message), encoding=encoding
+        )
+
+    def _message_row(
+        self, item: NewMessage | MessageLike, index: int | None, now: datetime
+    ) -> dict[str, Any]:
+        spec = item if isinstance(item, NewMessage) else NewMessage(message=item)
+        where = "message" if index is None else f"messages[{index}]"
+        message = as_message(spec.message, index)
+        payload = message_payload(message, where)
+        if spec.tokens is None:
+            tokens = self.counter.count_message(message)
+        else:
+            tokens = check_seq(spec.tokens, f"{where}.tokens")
+        return {
+            "role": message.role,
+            "message": payload,
+            "tokens": tokens,
+            "encoding": self.encoding_name,
+            "status": check_status(spec.status),
+            "usage": _usage(spec.usage, f"{where}.usage"),
+            "created_at": now,
+            "metadata": check_metadata(spec.metadata, f"{where}.metadata") or None,
+        }
+
+    @staticmethod
+    def _stored(thread_id: str, first_seq: int, rows: list[dict[str, Any]]) -> list[StoredMessage]:
+        return [
+            StoredMessage(
+                thread_id=thread_id,
+                seq=first_seq + i,
+                message=Message.from_openai(row["message"]),
+                tokens=row["tokens"],
+                encoding=row["encoding"],
+                status=row["status"],
+                usage=Usage.from_openai(row["usage"]) if row["usage"] is not None else None,
+                created_at=row["created_at"],
+                metadata=row["metadata"] or {},
+            )
+            for i, row in enumerate(rows)
+        ]
+
+    # ---- operations: (op, writes?)
+
+    def _prepare_create_thread(
+        self, title: str | None, metadata: Mapping[str, Any] | None, thread_id: str | None
+    ) -> _sql.Op[Thread]:
+        now = _now()
+        values = {
+            "id": uuid.uuid4().hex if thread_id is None else check_thread_id(thread_id),
+            "title": _title(title),
+            "metadata": check_metadata(metadata),
+            "created_at": now,
+            "updated_at": now,
+            "last_seq": 0,
+        }
+        return _sql.create_thread(values)
+
+    def _prepare_update_thread(self, thread_id: str, title: Any, metadata: Any) -> _sql.Op[Thread]:
+        check_thread_id(thread_id)
+        values: dict[str, Any] = {"updated_at": _now()}
+        if title is not UNSET:
+            values["title"] = _title(title)
+        if metadata is not UNSET:
+            values["metadata"] = check_metadata(metadata)
+        return _sql.update_thread(thread_id, values)
+
+    def _prepare_list_threads(
+        self,
+        dialect: str,
+        limit: int,
+        cursor: str | None,
+        metadata: Mapping[str, Any] | None,
+        order: Literal["created", "updated"],
+    ) -> _sql.Op[ThreadPage]:
+        if order not in ("created", "updated"):
+            raise StoreValueError(
+                f"order must be 'created' or 'updated', got {order!r}", field="order"
+            )
+        check_seq(limit, "limit", minimum=1)
+        wanted = check_json(metadata or {}, "metadata")
+        if not isinstance(wanted, dict):
+            raise StoreValueError("the metadata filter is a mapping", field="metadata")
+        for key, value in wanted.items():
+            if isinstance(value, (dict, list)):
+                raise StoreValueError(
+                    "metadata filters compare top-level keys with strings, numbers, booleans "
+                    "or None",
+                    field=f"metadata.{key}",
+                )
+        decoded = None if cursor is None else _sql.decode_cursor(cursor, order)
+        return _sql.list_threads(
+            dialect=dialect, limit=limit, order=order, cursor=decoded, metadata=wanted
+        )
+
+    def _prepare_append(
+        self,
+        thread_id: str,
+        items: list[NewMessage | MessageLike],
+        single: bool,
+    ) -> tuple[_sql.Op[int], list[dict[str, Any]]]:
+        check_thread_id(thread_id)
+        now = _now()
+        rows = [self._message_row(item, None if single else i, now) for i, item in enumerate(items)]
+        return _sql.append(thread_id, rows, now), rows
+
+    def _prepare_messages(
+        self, thread_id: str, last: int | None, after_seq: int | None, limit: int | None
+    ) -> _sql.Op[list[StoredMessage]]:
+        check_thread_id(thread_id)
+        if last is not None:
+            check_seq(last, "last")
+        if limit is not None:
+            check_seq(limit, "limit")
+        after = 0 if after_seq is None else check_seq(after_seq, "after_seq")
+        return _sql.messages(thread_id, last=last, after_seq=after, limit=limit)
+
+    def _prepare_window(
+        self, thread_id: str, budget: int, include_incomplete: bool
+    ) -> _sql.Op[list[StoredMessage]]:
+        check_thread_id(thread_id)
+        check_seq(budget, "budget")
+        return _sql.window(
+            thread_id, budget, include_incomplete=include_incomplete, recount=self._recount
+        )
+
+    def _prepare_fork(
+        self, thread_id: str, at_seq: int | None, title: Any, metadata: Mapping[str, Any] | None
+    ) -> _sql.Op[Thread]:
+        check_thread_id(thread_id)
+        if at_seq is not None:
+            check_seq(at_seq, "at_seq")
+        now = _now()
+        values: dict[str, Any] = {
+            "id": uuid.uuid4().hex,
+            "metadata": None if metadata is None else check_metadata(metadata),
+            "created_at": now,
+            "updated_at": now,
+        }
+        if title is not UNSET:
+            values["title"] = _title(title)
+        return _sql.fork(thread_id, at_seq, values)
+
+    def _prepare_put_summary(
+        self,
+        thread_id: str,
+        covers_through_seq: int,
+        text: str,
+        model: str | None,
+        tokens: int | None,
+    ) -> _sql.Op[Summary]:
+        check_thread_id(thread_id)
+        text_ = check_text(text, "text")
+        assert text_ is not None
+        values = {
+            "covers_through_seq": check_seq(covers_through_seq, "covers_through_seq", minimum=1),
+            "text": text_,
+            "model": check_text(model, "model", optional=True),
+            # A summary goes into the prompt as a system message; count it as one.
+            "tokens": (
+                self.counter.count_message(Message.system(text_))
+                if tokens is None
+                else check_seq(tokens, "tokens")
+            ),
+            "created_at": _now(),
+        }
+        return _sql.put_summary(thread_id, values)
+
+    def _prepare_import(
+        self, source: Iterable[str] | str | IO[str], thread_id: str | None
+    ) -> _sql.Op[Thread]:
+        parsed = parse_export(_lines(source))
+        values = {
+            "id": uuid.uuid4().hex if thread_id is None else check_thread_id(thread_id),
+            "title": _title(parsed.title),
+            "metadata": parsed.metadata,
+            "created_at": parsed.created_at,
+            "updated_at": parsed.updated_at,
+            "last_seq": len(parsed.messages),
+        }
+        return _sql.import_thread(values, parsed.messages, parsed.summaries)

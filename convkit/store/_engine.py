@@ -1,0 +1,245 @@
+"""Database URLs, engines with the right SQLite settings, and schema versions (migrations).
+
+Sync and async engines get the same treatment:
+
+- SQLite: WAL journal, ``foreign_keys=ON``, a busy timeout, and transactions begun by convkit
+  (``BEGIN`` for reads, ``BEGIN IMMEDIATE`` for writes) instead of by the sqlite3 module, so a
+  writer takes the write lock up front and waits its turn instead of failing with
+  "database is locked" halfway through.
+- PostgreSQL through psycopg 3 (sync and async), or asyncpg for async if installed.
+
+Migrations are Alembic scripts shipped in ``convkit/store/migrations``; Alembic is configured in
+code (no ``alembic.ini``), so they run the same from a checkout or an installed wheel.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from convkit.errors import SchemaVersionError
+from convkit.store._values import dump_json
+
+__all__ = [
+    "DEFAULT_FILENAME",
+    "ENV_URL",
+    "HEAD_REVISION",
+    "WRITE",
+    "async_url",
+    "check_schema",
+    "current_revision",
+    "default_sqlite_url",
+    "display_url",
+    "make_async_engine",
+    "make_sync_engine",
+    "resolve_url",
+    "run_upgrade",
+    "sync_url",
+]
+
+#: Environment variable naming the database when no URL is given.
+ENV_URL = "CONVKIT_DATABASE_URL"
+#: File name of the default SQLite database in the user data directory.
+DEFAULT_FILENAME = "convkit.sqlite3"
+#: The newest migration; a database at any other revision is refused until upgraded.
+HEAD_REVISION = "0001"
+#: Execution options that mark a write transaction (SQLite begins it IMMEDIATE).
+WRITE: Mapping[str, Any] = {"convkit_write": True}
+
+#: Milliseconds a SQLite connection waits for another writer before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+# Any constant works; it only has to be the same in every convkit process.
+_PG_MIGRATION_LOCK = 0x636F6E766B6974  # "convkit"
+
+
+def default_sqlite_url() -> URL:
+    """The SQLite file in the user data directory (``platformdirs.user_data_dir("convkit")``)."""
+    import platformdirs
+
+    path = Path(platformdirs.user_data_dir("convkit")) / DEFAULT_FILENAME
+    return make_url(f"sqlite:///{path}")
+
+
+def resolve_url(url: str | URL | None) -> tuple[URL, bool]:
+    """Return the URL to open and whether it is the self-upgrading default SQLite file.
+
+    ``None`` means ``$CONVKIT_DATABASE_URL`` if set (treated like an explicit URL), else the
+    default SQLite file.
+    """
+    if url is None:
+        env = os.environ.get(ENV_URL)
+        if env:
+            return make_url(env), False
+        return default_sqlite_url(), True
+    return make_url(url), False
+
+
+_SYNC_DRIVERS = {
+    "sqlite+aiosqlite": "sqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+asyncpg": "postgresql+psycopg",
+    "postgresql+psycopg_async": "postgresql+psycopg",
+}
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+pysqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg2": "postgresql+psycopg",
+}
+
+
+def sync_url(url: URL) -> URL:
+    """Map an async driver to its sync counterpart (``sqlite+aiosqlite`` -> ``sqlite``)."""
+    name = _SYNC_DRIVERS.get(url.drivername)
+    return url.set(drivername=name) if name else url
+
+
+def async_url(url: URL) -> URL:
+    """Map a sync driver to an async one (``sqlite`` -> ``sqlite+aiosqlite``).
+
+    ``postgresql+psycopg`` serves both: psycopg 3 has an async API and SQLAlchemy picks it.
+    """
+    name = _ASYNC_DRIVERS.get(url.drivername)
+    return url.set(drivername=name) if name else url
+
+
+def display_url(url: URL) -> str:
+    """The URL with its password masked, for messages and reprs."""
+    return url.render_as_string(hide_password=True)
+
+
+def _is_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:") or "mode=memory" in str(url.query)
+
+
+def _sqlite_events(engine: Engine, url: URL) -> None:
+    memory = _is_memory(url)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take BEGIN away from the sqlite3 module: it would start transactions lazily and
+        # in DEFERRED mode, which turns lock waits into "database is locked" errors.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if not memory:
+                cursor.execute("PRAGMA journal_mode")
+                if str(cursor.fetchone()[0]).lower() != "wal":
+                    cursor.execute("PRAGMA journal_mode = WAL")
+                # In WAL mode NORMAL never corrupts and never loses a committed transaction to
+                # a crashed process; only a power cut can take back the last commits.
+                cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get("convkit_write") else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _engine_args(url: URL, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    args: dict[str, Any] = {"json_serializer": dump_json}
+    if url.get_backend_name() == "postgresql":
+        args["pool_pre_ping"] = True
+    args.update(options or {})
+    return args
+
+
+def make_sync_engine(url: URL, options: Mapping[str, Any] | None = None) -> Engine:
+    """Create the sync engine for ``url`` (SQLite settings installed)."""
+    url = sync_url(url)
+    engine = create_engine(url, **_engine_args(url, options))
+    if url.get_backend_name() == "sqlite":
+        _sqlite_events(engine, url)
+    return engine
+
+
+def make_async_engine(url: URL, options: Mapping[str, Any] | None = None) -> AsyncEngine:
+    """Create the async engine for ``url`` (async driver mapped, SQLite settings installed)."""
+    url = async_url(url)
+    engine = create_async_engine(url, **_engine_args(url, options))
+    if url.get_backend_name() == "sqlite":
+        _sqlite_events(engine.sync_engine, url)
+    return engine
+
+
+def ensure_sqlite_dir(url: URL) -> None:
+    """Create the directory of a SQLite file if it does not exist yet."""
+    if url.get_backend_name() == "sqlite" and not _is_memory(url) and url.database:
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+# --------------------------------------------------------------------------- schema versions
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The Alembic revision the database is at, or None if it has no convkit schema."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _known_revisions() -> list[str]:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config(None))
+    return [rev.revision for rev in script.walk_revisions()]
+
+
+def check_schema(conn: Connection, url: URL) -> None:
+    """Raise :class:`SchemaVersionError` unless the database is at :data:`HEAD_REVISION`."""
+    revision = current_revision(conn)
+    if revision == HEAD_REVISION:
+        return
+    hint = f"run `convkit db upgrade --url {display_url(url)}`"
+    if revision is None:
+        raise SchemaVersionError(
+            f"the database at {display_url(url)} has no convkit tables; {hint}, "
+            "or open the store with create_tables=True"
+        )
+    if revision in _known_revisions():
+        raise SchemaVersionError(
+            f"the database at {display_url(url)} has convkit schema {revision}, older than "
+            f"{HEAD_REVISION} which this convkit needs; {hint}"
+        )
+    raise SchemaVersionError(
+        f"the database at {display_url(url)} has convkit schema {revision!r}, unknown to this "
+        f"convkit (newest known: {HEAD_REVISION}); it was probably written by a newer convkit: "
+        "upgrade convkit"
+    )
+
+
+def _alembic_config(conn: Connection | None) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", "convkit.store:migrations")
+    if conn is not None:
+        config.attributes["connection"] = conn
+    return config
+
+
+def run_upgrade(conn: Connection, revision: str = "head") -> tuple[str | None, str | None]:
+    """Upgrade the schema on ``conn`` (inside its transaction); return (before, after).
+
+    Concurrent upgraders are serialized: on SQLite the caller's write transaction (BEGIN
+    IMMEDIATE) holds the only write lock, on PostgreSQL a transaction-scoped advisory lock is
+    taken first; the revision is read after the lock, so only one process migrates.
+    """
+    from alembic import command
+
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+    before = current_revision(conn)
+    if before != HEAD_REVISION or revision != "head":
+        command.upgrade(_alembic_config(conn), revision)
+    return before, current_revision(conn)

@@ -1,0 +1,496 @@
+"""Every store operation, written once as a sans-IO generator of SQL statements.
+
+An operation is a generator that yields :class:`Q` (a statement and its parameters), receives
+the buffered :class:`~sqlalchemy.engine.Result`, and finally returns its value. The sync
+:class:`~convkit.store.Store` drives it with a ``Session``, the :class:`~convkit.store.AsyncStore`
+with an ``AsyncSession`` (``await session.execute(...)``), so the SQL, the fork lineage walk and
+the window algorithm exist once. A database error is thrown back into the generator, which may
+translate it (a duplicate thread id becomes :class:`StoreValueError`).
+
+All inputs are validated by the callers *before* an operation starts: an operation that raises
+leaves its transaction rolled back, so nothing is half written.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Generator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal, NamedTuple, TypeVar
+
+from sqlalchemy import (
+    Executable,
+    Table,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Result
+from sqlalchemy.exc import IntegrityError
+
+from convkit.errors import ThreadNotFoundError
+from convkit.store._jsonl import message_record, summary_record, thread_record
+from convkit.store._rows import (
+    MessageRow,
+    SummaryRow,
+    ThreadRow,
+    message_from_row,
+    summary_from_row,
+    thread_from_row,
+)
+from convkit.store._values import StoredMessage, StoreValueError, Summary, Thread, ThreadPage
+from convkit.store._window import WindowBuilder
+
+__all__ = ["Op", "Q", "Segment"]
+
+T = TypeVar("T")
+
+threads_t: Table = ThreadRow.__table__  # type: ignore[assignment]  # declarative gives Table
+messages_t: Table = MessageRow.__table__  # type: ignore[assignment]
+summaries_t: Table = SummaryRow.__table__  # type: ignore[assignment]
+
+
+class Q(NamedTuple):
+    """One statement for the shell to execute (``params``: a list means executemany)."""
+
+    stmt: Executable
+    params: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None
+
+
+Op = Generator[Q, Result[Any], T]
+
+
+class Segment(NamedTuple):
+    """Rows of thread ``thread_id`` with ``seq <= cap`` (None: no cap) belong to the history."""
+
+    thread_id: str
+    cap: int | None
+
+
+# Pages of the newest-first walk grow geometrically: small windows cost one small query,
+# big ones a handful, never the whole thread.
+_FIRST_PAGE = 64
+_MAX_PAGE = 2048
+_EXPORT_PAGE = 1000
+
+
+def _grow(page: int) -> int:
+    return min(page * 2, _MAX_PAGE)
+
+
+# --------------------------------------------------------------------------- threads
+
+
+def _thread_row(thread_id: str, *, lock: bool = False) -> Op[ThreadRow]:
+    stmt = select(ThreadRow).where(ThreadRow.id == thread_id)
+    if lock:
+        # A row lock on PostgreSQL (SQLite ignores it; its write transactions are exclusive).
+        stmt = stmt.with_for_update()
+    row: ThreadRow | None = (yield Q(stmt)).scalars().one_or_none()
+    if row is None:
+        raise ThreadNotFoundError(thread_id)
+    return row
+
+
+def lineage(thread_id: str) -> Op[tuple[ThreadRow, list[Segment]]]:
+    """Return a thread's row and the segments its history is read from, newest first."""
+    row = yield from _thread_row(thread_id)
+    segments = [Segment(row.id, None)]
+    cap, parent_id = row.fork_seq, row.parent_id
+    while parent_id is not None and cap is not None and cap > 0:
+        parent = yield from _thread_row(parent_id)
+        if cap > (parent.fork_seq or 0):
+            segments.append(Segment(parent.id, cap))
+        if parent.fork_seq is not None:
+            cap = min(cap, parent.fork_seq)
+        parent_id = parent.parent_id
+    return row, segments
+
+
+def create_thread(values: dict[str, Any]) -> Op[Thread]:
+    """Insert a thread row built by the caller."""
+    try:
+        yield Q(insert(threads_t).values(**values))
+    except IntegrityError:
+        raise StoreValueError(
+            f"a thread with id {values['id']!r} already exists", field="thread_id"
+        ) from None
+    return thread_from_row(
+        (yield Q(select(ThreadRow).where(ThreadRow.id == values["id"]))).scalars().one()
+    )
+
+
+def get_thread(thread_id: str) -> Op[Thread]:
+    """Read one thread."""
+    return thread_from_row((yield from _thread_row(thread_id)))
+
+
+def update_thread(thread_id: str, values: dict[str, Any]) -> Op[Thread]:
+    """Change a thread's title and/or metadata (``values`` holds the columns to set)."""
+    result = yield Q(update(threads_t).where(threads_t.c.id == thread_id).values(**values))
+    if result.rowcount == 0:  # type: ignore[attr-defined]  # CursorResult under the hood
+        raise ThreadNotFoundError(thread_id)
+    return thread_from_row((yield from _thread_row(thread_id)))
+
+
+def _encode_cursor(order: str, when: datetime, thread_id: str) -> str:
+    raw = json.dumps([order, when.isoformat(), thread_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, order: str) -> tuple[datetime, str]:
+    """Decode a :class:`ThreadPage` cursor made for the same ``order``."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        kind, when, thread_id = json.loads(raw)
+        if kind != order or not isinstance(thread_id, str):
+            raise ValueError(kind)
+        return datetime.fromisoformat(when), thread_id
+    except (ValueError, TypeError):
+        raise StoreValueError(
+            "not a cursor returned by list_threads with this order", field="cursor"
+        ) from None
+
+
+def _metadata_filter(dialect: str, wanted: Mapping[str, Any]) -> list[Any]:
+    if not wanted:
+        return []
+    if dialect == "postgresql":
+        # jsonb containment: exact JSON equality of each key, served by a GIN index if one exists.
+        return [type_coerce(ThreadRow.meta, JSONB).contains(dict(wanted))]
+    conds = []
+    for key, value in wanted.items():
+        each = func.json_each(ThreadRow.meta).table_valued("key", "type", "atom").alias()
+        if value is None:
+            match = each.c.type == "null"
+        elif value is True or value is False:
+            match = each.c.type == ("true" if value else "false")
+        elif isinstance(value, (int, float)):
+            match = and_(each.c.type.in_(("integer", "real")), each.c.atom == value)
+        else:
+            match = and_(each.c.type == "text", each.c.atom == value)
+        conds.append(exists(select(1).select_from(each).where(each.c.key == key, match)))
+    return conds
+
+
+def list_threads(
+    *,
+    dialect: str,
+    limit: int,
+    order: Literal["created", "updated"],
+    cursor: tuple[datetime, str] | None,
+    metadata: Mapping[str, Any],
+) -> Op[ThreadPage]:
+    """One page of threads, newest first (keyset pagination on ``(time, id)``)."""
+    col = ThreadRow.created_at if order == "created" else ThreadRow.updated_at
+    stmt = select(ThreadRow).where(*_metadata_filter(dialect, metadata))
+    if cursor is not None:
+        when, last_id = cursor
+        stmt = stmt.where(or_(col < when, and_(col == when, ThreadRow.id < last_id)))
+    stmt = stmt.order_by(col.desc(), ThreadRow.id.desc()).limit(limit + 1)
+    rows = list((yield Q(stmt)).scalars().all())
+    more = len(rows) > limit
+    threads = tuple(thread_from_row(r) for r in rows[:limit])
+    next_cursor = None
+    if more and threads:
+        last = threads[-1]
+        next_cursor = _encode_cursor(
+            order, last.created_at if order == "created" else last.updated_at, last.id
+        )
+    return ThreadPage(threads=threads, next_cursor=next_cursor)
+
+
+def _copy_messages(target: str, source: str, low: int, high: int) -> Q:
+    cols = [c.name for c in messages_t.columns]
+    src = select(
+        *[literal(target).label("thread_id") if n == "thread_id" else messages_t.c[n] for n in cols]
+    ).where(messages_t.c.thread_id == source, messages_t.c.seq > low, messages_t.c.seq <= high)
+    return Q(insert(messages_t).from_select(cols, src))
+
+
+def _copy_summaries(target: str, source: str, high: int) -> Q:
+    cols = [c.name for c in summaries_t.columns if c.name != "id"]
+    src = (
+        select(
+            *[
+                literal(target).label("thread_id") if n == "thread_id" else summaries_t.c[n]
+                for n in cols
+            ]
+        )
+        .where(summaries_t.c.thread_id == source, summaries_t.c.covers_through_seq <= high)
+        .order_by(summaries_t.c.id)
+    )
+    return Q(insert(summaries_t).from_select(cols, src))
+
+
+def delete_thread(thread_id: str) -> Op[None]:
+    """Delete a thread with its messages and summaries; its forks keep their history.
+
+    A fork reads shared history from its parent, so before the parent goes each child receives
+    a copy of the rows it was sharing from the parent itself (not from further ancestors) and is
+    re-attached to the grandparent.
+    """
+    row = yield from _thread_row(thread_id, lock=True)
+    children = (
+        (yield Q(select(ThreadRow).where(ThreadRow.parent_id == thread_id).with_for_update()))
+        .scalars()
+        .all()
+    )
+    low = row.fork_seq or 0
+    for child in children:
+        child_fork = child.fork_seq or 0
+        if child_fork > low:
+            yield _copy_messages(child.id, thread_id, low, child_fork)
+        yield _copy_summaries(child.id, thread_id, child_fork)
+        if row.parent_id is None:
+            new_parent, new_fork = None, None
+        else:
+            new_parent, new_fork = row.parent_id, min(child_fork, low)
+        yield Q(
+            update(threads_t)
+            .where(threads_t.c.id == child.id)
+            .values(parent_id=new_parent, fork_seq=new_fork)
+        )
+    yield Q(delete(summaries_t).where(summaries_t.c.thread_id == thread_id))
+    yield Q(delete(messages_t).where(messages_t.c.thread_id == thread_id))
+    yield Q(delete(threads_t).where(threads_t.c.id == thread_id))
+
+
+def fork(thread_id: str, at_seq: int | None, values: dict[str, Any]) -> Op[Thread]:
+    """Create a thread sharing ``thread_id``'s history up to ``at_seq`` (no rows copied)."""
+    parent = yield from _thread_row(thread_id, lock=True)
+    point = parent.last_seq if at_seq is None else at_seq
+    if point > parent.last_seq:
+        raise StoreValueError(
+            f"thread {thread_id!r} has {parent.last_seq} messages; cannot fork at seq {point}",
+            field="at_seq",
+        )
+    if values.get("title", ...) is ...:
+        values["title"] = parent.title
+    if values.get("metadata") is None:
+        values["metadata"] = parent.meta
+    values.update(parent_id=parent.id, fork_seq=point, last_seq=point)
+    return (yield from create_thread(values))
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def append(thread_id: str, rows: list[dict[str, Any]], now: datetime) -> Op[int]:
+    """Insert ``rows`` at the end of the thread; return the first ``seq`` assigned.
+
+    The counter update and the insert commit together: on PostgreSQL the UPDATE holds the
+    thread's row lock until commit, on SQLite the transaction began IMMEDIATE (one writer), so
+    concurrent appenders queue up and ``seq`` stays unique and gap-free.
+    """
+    stmt = (
+        update(threads_t)
+        .where(threads_t.c.id == thread_id)
+        .values(last_seq=threads_t.c.last_seq + len(rows), updated_at=now)
+        .returning(threads_t.c.last_seq)
+    )
+    last = (yield Q(stmt)).scalar_one_or_none()
+    if last is None:
+        raise ThreadNotFoundError(thread_id)
+    first: int = last - len(rows) + 1
+    for i, row in enumerate(rows):
+        row["thread_id"] = thread_id
+        row["seq"] = first + i
+    yield Q(insert(messages_t), rows if len(rows) > 1 else rows[0])
+    return first
+
+
+def _page(segment: Segment, *, below: int | None, above: int, limit: int | None, desc: bool) -> Q:
+    stmt = select(MessageRow).where(MessageRow.thread_id == segment.thread_id)
+    upper = (
+        segment.cap
+        if below is None
+        else (below if segment.cap is None else min(below, segment.cap))
+    )
+    if upper is not None:
+        stmt = stmt.where(MessageRow.seq <= upper)
+    if above > 0:
+        stmt = stmt.where(MessageRow.seq > above)
+    stmt = stmt.order_by(MessageRow.seq.desc() if desc else MessageRow.seq)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return Q(stmt)
+
+
+def walk_newest_first(
+    segments: Sequence[Segment],
+    visit: Callable[[MessageRow], bool],
+    *,
+    after_seq: int = 0,
+    first_page: int = _FIRST_PAGE,
+) -> Op[None]:
+    """Feed rows newest-first to ``visit`` (in growing pages) until it returns False."""
+    page = first_page
+    for segment in segments:
+        below: int | None = None
+        while True:
+            rows = (
+                (yield _page(segment, below=below, above=after_seq, limit=page, desc=True))
+                .scalars()
+                .all()
+            )
+            for r in rows:
+                if not visit(r):
+                    return
+            if len(rows) < page:
+                break
+            below = rows[-1].seq - 1
+            page = _grow(page)
+
+
+def messages(
+    thread_id: str, *, last: int | None, after_seq: int, limit: int | None
+) -> Op[list[StoredMessage]]:
+    """Messages in chronological order: the ``last`` newest, or those after ``after_seq``."""
+    _, segments = yield from lineage(thread_id)
+    if last is not None:
+        if last == 0:
+            return []
+        taken: list[MessageRow] = []
+
+        def visit(r: MessageRow) -> bool:
+            taken.append(r)
+            return len(taken) < last
+
+        yield from walk_newest_first(segments, visit, after_seq=after_seq, first_page=last)
+        return [message_from_row(r, thread_id) for r in reversed(taken)]
+    out: list[StoredMessage] = []
+    for segment in reversed(segments):  # oldest segment first
+        remaining = None if limit is None else limit - len(out)
+        if remaining == 0:
+            break
+        if segment.cap is not None and segment.cap <= after_seq:
+            continue
+        rows = (
+            (yield _page(segment, below=None, above=after_seq, limit=remaining, desc=False))
+            .scalars()
+            .all()
+        )
+        out.extend(message_from_row(r, thread_id) for r in rows)
+    return out
+
+
+def window(
+    thread_id: str,
+    budget: int,
+    *,
+    include_incomplete: bool,
+    recount: Callable[[StoredMessage], StoredMessage],
+) -> Op[list[StoredMessage]]:
+    """The newest messages whose tokens fit ``budget``, tool groups whole (see ``_window``)."""
+    _, segments = yield from lineage(thread_id)
+    builder = WindowBuilder(budget, include_incomplete=include_incomplete)
+
+    def visit(r: MessageRow) -> bool:
+        return builder.feed(recount(message_from_row(r, thread_id)))
+
+    yield from walk_newest_first(segments, visit)
+    return builder.finish()
+
+
+def export_lines(thread_id: str, emit: Callable[[str], None]) -> Op[None]:
+    """Stream a thread as JSON lines to ``emit``, history flattened across forks, in pages."""
+    row, segments = yield from lineage(thread_id)
+    emit(thread_record(thread_from_row(row)))
+    after = 0
+    for segment in reversed(segments):
+        while True:
+            stmt = _page(segment, below=None, above=after, limit=_EXPORT_PAGE, desc=False)
+            rows = (yield stmt).scalars().all()
+            for r in rows:
+                emit(message_record(message_from_row(r, thread_id)))
+            if rows:
+                after = rows[-1].seq
+            if len(rows) < _EXPORT_PAGE:
+                break
+    for summary in (yield from list_summaries(thread_id, segments)):
+        emit(summary_record(summary))
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _summaries_stmt(segment: Segment) -> Any:
+    stmt = select(SummaryRow).where(SummaryRow.thread_id == segment.thread_id)
+    if segment.cap is not None:
+        stmt = stmt.where(SummaryRow.covers_through_seq <= segment.cap)
+    return stmt
+
+
+def get_summary(thread_id: str) -> Op[Summary | None]:
+    """The summary covering the most history (the newest such, on ties) visible in a thread."""
+    _, segments = yield from lineage(thread_id)
+    best: SummaryRow | None = None
+    for segment in segments:
+        stmt = (
+            _summaries_stmt(segment)
+            .order_by(SummaryRow.covers_through_seq.desc(), SummaryRow.id.desc())
+            .limit(1)
+        )
+        row = (yield Q(stmt)).scalars().first()
+        if row is not None and (best is None or row.covers_through_seq > best.covers_through_seq):
+            best = row
+    return None if best is None else summary_from_row(best, thread_id)
+
+
+def list_summaries(thread_id: str, segments: Sequence[Segment] | None = None) -> Op[list[Summary]]:
+    """Every summary visible in a thread, oldest coverage first."""
+    if segments is None:
+        _, segments = yield from lineage(thread_id)
+    found: list[SummaryRow] = []
+    for segment in reversed(segments):
+        found.extend((yield Q(_summaries_stmt(segment).order_by(SummaryRow.id))).scalars().all())
+    found.sort(key=lambda r: r.covers_through_seq)
+    return [summary_from_row(r, thread_id) for r in found]
+
+
+def put_summary(thread_id: str, values: dict[str, Any]) -> Op[Summary]:
+    """Store a summary; ``covers_through_seq`` must not exceed the thread's last ``seq``."""
+    row = yield from _thread_row(thread_id)
+    covers = values["covers_through_seq"]
+    if covers > row.last_seq:
+        raise StoreValueError(
+            f"thread {thread_id!r} has {row.last_seq} messages; "
+            f"a summary cannot cover seq {covers}",
+            field="covers_through_seq",
+        )
+    values["thread_id"] = thread_id
+    yield Q(insert(summaries_t).values(**values))
+    return Summary(
+        thread_id=thread_id,
+        covers_through_seq=covers,
+        text=values["text"],
+        tokens=values["tokens"],
+        model=values["model"],
+        created_at=values["created_at"],
+    )
+
+
+def import_thread(
+    thread_values: dict[str, Any],
+    message_rows: list[dict[str, Any]],
+    summary_rows: list[dict[str, Any]],
+) -> Op[Thread]:
+    """Insert a whole checked export as a new thread, in one transaction."""
+    tid = thread_values["id"]
+    thread = yield from create_thread(thread_values)
+    for i in range(0, len(message_rows), _EXPORT_PAGE):
+        chunk = [{**r, "thread_id": tid} for r in message_rows[i : i + _EXPORT_PAGE]]
+        yield Q(insert(messages_t), chunk)
+    if summary_rows:
+        yield Q(insert(summaries_t), [{**r, "thread_id": tid} for r in summary_rows])
+    return thread

@@ -1,0 +1,301 @@
+"""``Store``: the synchronous shell (SQLAlchemy ``Engine`` and ``Session``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from convkit.messages import MessageLike
+from convkit.store import _sql
+from convkit.store._base import UNSET, NewMessage, StoreBase, TokenCounterLike
+from convkit.store._engine import (
+    HEAD_REVISION,
+    WRITE,
+    check_schema,
+    current_revision,
+    display_url,
+    ensure_sqlite_dir,
+    make_sync_engine,
+    run_upgrade,
+)
+from convkit.store._values import StoredMessage, Summary, Thread, ThreadPage
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import URL
+
+
+def _write_line(out: IO[str], line: str) -> None:
+    out.write(line + "\n")
+
+
+__all__ = ["Store"]
+
+T = TypeVar("T")
+
+
+def drive(op: _sql.Op[T], session: Session) -> T:
+    """Run a sans-IO operation on a session (inside the caller's transaction)."""
+    try:
+        q = next(op)
+        while True:
+            try:
+                if q.params is None:
+                    result = session.execute(q.stmt)
+                else:
+                    result = session.execute(q.stmt, q.params)
+            except DBAPIError as exc:
+                q = op.throw(exc)
+            else:
+                q = op.send(result)
+    except StopIteration as stop:
+        value: T = stop.value
+        return value
+
+
+class Store:
+    """Threads, messages and summaries in a SQL database, synchronously.
+
+    Example::
+
+        from convkit.store import Store
+
+        with Store() as store:  # the default SQLite file, created and upgraded on open
+            thread = store.create_thread(title="demo")
+            store.append(thread.id, {"role": "user", "content": "Hello"})
+            store.append(thread.id, {"role": "assistant", "content": "Hi!"})
+            for stored in store.window(thread.id, budget=8000):
+                print(stored.seq, stored.tokens, stored.message.text)
+
+    Args:
+        url: any SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg://...``); None
+            means ``$CONVKIT_DATABASE_URL`` or else the default SQLite file in the user data
+            directory. Only that default file upgrades its schema by itself.
+        model: the model whose tokenizer counts appended messages.
+        counter: a ready token counter (anything with ``count_message`` and ``encoding_name``);
+            overrides ``model``.
+        create_tables: create or upgrade the schema on open (otherwise an out-of-date schema
+            raises :class:`~convkit.SchemaVersionError` naming ``convkit db upgrade``).
+        engine_options: extra keyword arguments for :func:`sqlalchemy.create_engine`.
+
+    Every method runs in its own transaction. Close the store (or use ``with``) to release
+    the connection pool.
+    """
+
+    def __init__(
+        self,
+        url: str | URL | None = None,
+        *,
+        model: str = "gpt-4o",
+        counter: TokenCounterLike | None = None,
+        create_tables: bool = False,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._base = StoreBase(url, model=model, counter=counter)
+        self.url = self._base.url
+        ensure_sqlite_dir(self.url)
+        self.engine: Engine = make_sync_engine(self.url, engine_options)
+        self._reads = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._writes = sessionmaker(
+            self.engine.execution_options(**WRITE), expire_on_commit=False, autoflush=False
+        )
+        try:
+            self._open(create_tables or self._base._is_default)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def _open(self, upgrade: bool) -> None:
+        with self.engine.connect() as conn:
+            if current_revision(conn) == HEAD_REVISION:
+                return
+            if not upgrade:
+                check_schema(conn, self.url)
+        self.upgrade()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({display_url(self.url)!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every pooled connection; the store can still be used (it reconnects)."""
+        self.engine.dispose()
+
+    def upgrade(self) -> tuple[str | None, str | None]:
+        """Bring the schema to the newest revision; return (revision before, revision after)."""
+        with self.engine.execution_options(**WRITE).begin() as conn:
+            return run_upgrade(conn)
+
+    @property
+    def counter(self) -> TokenCounterLike:
+        """The token counter appends are counted with."""
+        return self._base.counter
+
+    def _run(self, op: _sql.Op[T], *, write: bool) -> T:
+        maker = self._writes if write else self._reads
+        with maker() as session, session.begin():
+            return drive(op, session)
+
+    # ---- threads
+
+    def create_thread(
+        self,
+        *,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        thread_id: str | None = None,
+    ) -> Thread:
+        """Create an empty thread (``thread_id`` defaults to a random 32-hex id)."""
+        return self._run(self._base._prepare_create_thread(title, metadata, thread_id), write=True)
+
+    def get_thread(self, thread_id: str) -> Thread:
+        """Return a thread; raise :class:`~convkit.ThreadNotFoundError` if there is none."""
+        return self._run(_sql.get_thread(thread_id), write=False)
+
+    def list_threads(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        order: Literal["created", "updated"] = "created",
+    ) -> ThreadPage:
+        """One page of threads, newest first; ``metadata`` keeps threads whose keys equal these."""
+        op = self._base._prepare_list_threads(
+            self.engine.dialect.name, limit, cursor, metadata, order
+        )
+        return self._run(op, write=False)
+
+    def update_thread(self, thread_id: str, *, title: Any = UNSET, metadata: Any = UNSET) -> Thread:
+        """Set a thread's title and/or replace its metadata; return the updated thread."""
+        return self._run(self._base._prepare_update_thread(thread_id, title, metadata), write=True)
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete a thread with its messages and summaries (its forks keep their history)."""
+        self._run(_sql.delete_thread(thread_id), write=True)
+
+    def fork(
+        self,
+        thread_id: str,
+        at_seq: int | None = None,
+        *,
+        title: Any = UNSET,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Thread:
+        """Start a thread sharing ``thread_id``'s history up to ``at_seq`` (default: all of it).
+
+        Nothing is copied: the fork reads its parent's rows up to the fork point, then its own,
+        whose ``seq`` continues from ``at_seq + 1``. Title and metadata default to the parent's.
+        """
+        return self._run(self._base._prepare_fork(thread_id, at_seq, title, metadata), write=True)
+
+    # ---- messages
+
+    def append(
+        self,
+        thread_id: str,
+        message: MessageLike,
+        *,
+        tokens: int | None = None,
+        status: Literal["complete", "incomplete"] = "complete",
+        usage: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> StoredMessage:
+        """Append one message; return it as stored, with its ``seq`` and token count."""
+        item = NewMessage(
+            message=message, tokens=tokens, status=status, usage=usage, metadata=metadata
+        )
+        op, rows = self._base._prepare_append(thread_id, [item], single=True)
+        first = self._run(op, write=True)
+        return self._base._stored(thread_id, first, rows)[0]
+
+    def append_many(
+        self, thread_id: str, messages: Iterable[NewMessage | MessageLike]
+    ) -> list[StoredMessage]:
+        """Append several messages in one transaction (all or none); return them as stored."""
+        items = list(messages)
+        if not items:
+            self.get_thread(thread_id)
+            return []
+        op, rows = self._base._prepare_append(thread_id, items, single=False)
+        first = self._run(op, write=True)
+        return self._base._stored(thread_id, first, rows)
+
+    def messages(
+        self,
+        thread_id: str,
+        *,
+        last: int | None = None,
+        after_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[StoredMessage]:
+        """Messages in chronological order: all, the ``last`` N, or those after ``after_seq``.
+
+        ``last`` and ``after_seq`` combine (the newest N after a seq); ``limit`` caps a forward
+        read from ``after_seq``. Only the rows returned are read.
+        """
+        return self._run(
+            self._base._prepare_messages(thread_id, last, after_seq, limit), write=False
+        )
+
+    def window(
+        self, thread_id: str, budget: int, *, include_incomplete: bool = True
+    ) -> list[StoredMessage]:
+        """The newest messages whose token counts sum to at most ``budget``, chronological.
+
+        Reads newest-first and stops at the first unit that does not fit; tool-call groups are
+        kept or dropped whole, groups missing a result are left out, and the window starts on
+        a user (or system) message. The budget covers the messages only: the system prompt,
+        a summary and reply priming are the caller's to subtract.
+        """
+        op = self._base._prepare_window(thread_id, budget, include_incomplete)
+        return self._run(op, write=False)
+
+    # ---- summaries
+
+    def put_summary(
+        self,
+        thread_id: str,
+        covers_through_seq: int,
+        text: str,
+        *,
+        model: str | None = None,
+        tokens: int | None = None,
+    ) -> Summary:
+        """Store a summary of the thread up to ``covers_through_seq`` (tokens counted if None)."""
+        op = self._base._prepare_put_summary(thread_id, covers_through_seq, text, model, tokens)
+        return self._run(op, write=True)
+
+    def get_summary(self, thread_id: str) -> Summary | None:
+        """The summary covering the most of the thread (forks see their parent's), or None."""
+        return self._run(_sql.get_summary(thread_id), write=False)
+
+    def list_summaries(self, thread_id: str) -> list[Summary]:
+        """Every summary visible in the thread, by coverage."""
+        return self._run(_sql.list_summaries(thread_id), write=False)
+
+    # ---- export / import
+
+    def export_thread(self, thread_id: str, out: IO[str]) -> None:
+        """Write a thread as JSON lines to ``out`` (format in ``docs/storage.md``)."""
+        self._run(_sql.export_lines(thread_id, lambda line: _write_line(out, line)), write=False)
+
+    def import_thread(
+        self, source: Iterable[str] | str | IO[str], *, thread_id: str | None = None
+    ) -> Thread:
+        """Create a new thread from an export, checked whole before anything is written."""
+        return self._run(self._base._prepare_import(source, thread_id), write=True)

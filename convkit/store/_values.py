@@ -1,0 +1,350 @@
+"""Frozen values the store hands out, and the checks every value passes before it is written.
+
+Nothing here touches a database: these are the attrs values of the public API
+(:class:`Thread`, :class:`StoredMessage`, :class:`Summary`, :class:`ThreadPage`) and the pure
+validation that runs *before* a transaction starts, so a rejected call writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any, Literal
+
+from attrs import field, frozen
+
+from convkit.errors import StoreError
+from convkit.messages import Message, Usage
+
+__all__ = [
+    "MAX_METADATA_BYTES",
+    "MAX_THREAD_ID_LENGTH",
+    "Status",
+    "StoreValueError",
+    "StoredMessage",
+    "Summary",
+    "Thread",
+    "ThreadPage",
+]
+
+#: Largest accepted metadata object (thread or message), as compact UTF-8 JSON.
+MAX_METADATA_BYTES = 64 * 1024
+#: Longest accepted thread id (generated ids are 32 hex characters).
+MAX_THREAD_ID_LENGTH = 64
+
+Status = Literal["complete", "incomplete"]
+_STATUSES: frozenset[str] = frozenset({"complete", "incomplete"})
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class StoreValueError(StoreError, ValueError):
+    """A value handed to the store cannot be stored; nothing was written.
+
+    Raised for metadata that is not JSON, too large, or looks like a credential; for a
+    malformed thread id, status or ``seq``; and for a malformed export file.
+
+    Attributes:
+        field: where the problem is, as a dotted path (``"metadata.user.api_key"``), or None.
+        reason: the problem, without the location.
+    """
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        self.reason = reason
+        self.field = field
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def _mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value)) if value else _EMPTY
+
+
+@frozen(kw_only=True)
+class Thread:
+    """A conversation thread as stored: identity, title, metadata, times and fork lineage.
+
+    Example::
+
+        thread = store.create_thread(title="Support #42", metadata={"customer": "acme"})
+        thread.last_seq  # 0: no messages yet
+
+    Attributes:
+        last_seq: ``seq`` of the newest message visible in this thread (0 when empty). Sequences
+            are gap-free, so this is also the number of messages, forked history included.
+        parent_id: the thread this one was forked from, or None.
+        fork_seq: the parent's ``seq`` at the fork point (messages up to it are shared), or None.
+    """
+
+    id: str
+    title: str | None = None
+    metadata: Mapping[str, Any] = field(default=_EMPTY, converter=_mapping)
+    created_at: datetime = field(converter=_utc)
+    updated_at: datetime = field(converter=_utc)
+    parent_id: str | None = None
+    fork_seq: int | None = None
+    last_seq: int = 0
+
+    @property
+    def message_count(self) -> int:
+        """How many messages the thread shows (its own and those shared with its ancestors)."""
+        return self.last_seq
+
+
+@frozen(kw_only=True)
+class StoredMessage:
+    """A message as stored in a thread: the wire message plus what the store knows about it.
+
+    Example::
+
+        stored = store.append(thread.id, {"role": "user", "content": "hi"})
+        stored.seq, stored.tokens, stored.message.to_openai()
+
+    Attributes:
+        thread_id: the thread it was read from (for a fork, the fork's id even for shared history).
+        seq: its 1-based position in the thread, gap-free.
+        tokens: prompt tokens it adds (per-message overhead included), counted once at append.
+        encoding: the tokenizer encoding ``tokens`` was counted with (``"o200k_base"``).
+        status: ``"complete"``, or ``"incomplete"`` for what a broken stream left behind.
+    """
+
+    thread_id: str
+    seq: int
+    message: Message
+    tokens: int
+    encoding: str
+    status: Status = "complete"
+    usage: Usage | None = None
+    created_at: datetime = field(converter=_utc)
+    metadata: Mapping[str, Any] = field(default=_EMPTY, converter=_mapping)
+
+    @property
+    def role(self) -> str:
+        """The message's role."""
+        return self.message.role
+
+    def to_openai(self) -> dict[str, Any]:
+        """Return the wire-format dict of the message (what goes into a request)."""
+        return self.message.to_openai()
+
+
+@frozen(kw_only=True)
+class Summary:
+    """A stored rolling summary of a thread's history up to and including ``covers_through_seq``.
+
+    Example::
+
+        store.put_summary(thread.id, covers_through_seq=40, text="...", model="gpt-4o-mini")
+        store.get_summary(thread.id).covers_through_seq  # 40
+    """
+
+    thread_id: str
+    covers_through_seq: int
+    text: str
+    tokens: int
+    model: str | None = None
+    created_at: datetime = field(converter=_utc)
+
+
+@frozen(kw_only=True)
+class ThreadPage:
+    """One page of :meth:`Store.list_threads`: the threads and the cursor of the next page.
+
+    Example::
+
+        page = store.list_threads(limit=20)
+        while page.next_cursor:
+            page = store.list_threads(limit=20, cursor=page.next_cursor)
+    """
+
+    threads: tuple[Thread, ...]
+    next_cursor: str | None = None
+
+    def __iter__(self) -> Any:
+        return iter(self.threads)
+
+    def __len__(self) -> int:
+        return len(self.threads)
+
+
+# --------------------------------------------------------------------------- validation
+
+# Lone surrogates cannot be encoded as UTF-8, so no database driver can store them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_THREAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]*")
+
+# Credential detection. Keys are compared after lower-casing and removing everything but
+# letters and digits, so "API-Key", "api_key" and "apiKey" are all caught.
+_SECRET_KEY_SUFFIXES = (
+    "apikey",
+    "authorization",
+    "password",
+    "passwd",
+    "secret",
+    "secretkey",
+    "privatekey",
+    "accesstoken",
+    "refreshtoken",
+    "authtoken",
+    "bearertoken",
+    "sessiontoken",
+)
+_SECRET_VALUE = re.compile(
+    r"""^\s*(?:
+        (?:sk|rk)[-_][A-Za-z0-9_\-]{16,}      # OpenAI / Anthropic style secret keys
+      | (?:gsk|xai|hf)[-_][A-Za-z0-9_\-]{16,}  # Groq, xAI, Hugging Face
+      | AIza[0-9A-Za-z_\-]{30,}              # Google API keys
+      | Bearer\s+\S{8,}                      # an Authorization header value
+    )""",
+    re.VERBOSE,
+)
+
+
+def looks_like_secret_key(key: str) -> bool:
+    """Tell whether a metadata key names a credential (``api_key``, ``Authorization``...)."""
+    norm = re.sub(r"[^a-z0-9]", "", key.lower())
+    return norm.endswith(_SECRET_KEY_SUFFIXES)
+
+
+def looks_like_secret_value(value: str) -> bool:
+    """Tell whether a string looks like an API key or a bearer token."""
+    return _SECRET_VALUE.match(value) is not None
+
+
+def check_thread_id(value: object, where: str = "thread_id") -> str:
+    """Return ``value`` if it is a well-formed thread id, else raise :class:`StoreValueError`."""
+    if not isinstance(value, str):
+        raise StoreValueError(f"a thread id is a string, got {type(value).__name__}", field=where)
+    if len(value) > MAX_THREAD_ID_LENGTH or not _THREAD_ID.fullmatch(value):
+        raise StoreValueError(
+            f"a thread id has 1-{MAX_THREAD_ID_LENGTH} characters from A-Z a-z 0-9 . _ : - "
+            "and starts with a letter or digit",
+            field=where,
+        )
+    return value
+
+
+def check_seq(value: object, where: str, *, minimum: int = 0) -> int:
+    """Return ``value`` if it is an int >= ``minimum``, else raise :class:`StoreValueError`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StoreValueError(f"expected an integer, got {type(value).__name__}", field=where)
+    if value < minimum:
+        raise StoreValueError(f"must be >= {minimum}, got {value}", field=where)
+    return value
+
+
+def check_status(value: object) -> Status:
+    """Return ``value`` if it is a message status, else raise :class:`StoreValueError`."""
+    if value not in _STATUSES:
+        raise StoreValueError(
+            f"status must be 'complete' or 'incomplete', got {value!r}", field="status"
+        )
+    return value  # type: ignore[return-value]  # narrowed by the membership test
+
+
+def check_text(value: object, where: str, *, optional: bool = False) -> str | None:
+    """Return a storable string (no NUL, valid Unicode), or None when ``optional`` allows it."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise StoreValueError(f"expected a string, got {type(value).__name__}", field=where)
+    _check_str(value, where, no_nul=True)
+    return value
+
+
+def _check_str(value: str, where: str, *, no_nul: bool) -> None:
+    if _SURROGATE.search(value):
+        raise StoreValueError("string is not valid Unicode (lone surrogate)", field=where)
+    # PostgreSQL text and jsonb cannot hold NUL; refuse it everywhere so both backends agree.
+    if no_nul and "\x00" in value:
+        raise StoreValueError("string contains a NUL character", field=where)
+
+
+def check_json(value: Any, where: str, *, metadata: bool = False) -> Any:
+    """Return ``value`` as plain JSON data (dicts, lists, str, int, finite float, bool, None).
+
+    Raises :class:`StoreValueError` naming the path of the first value that is not JSON (a
+    ``datetime``, a set, a non-string key, NaN...). With ``metadata`` set, strings may not hold
+    NUL and keys or values that look like credentials are refused.
+    """
+    try:
+        return _json(value, where, metadata)
+    except RecursionError:
+        raise StoreValueError("nested too deeply", field=where) from None
+
+
+def _json(value: Any, where: str, metadata: bool) -> Any:
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, str):
+        _check_str(value, where, no_nul=metadata)
+        if metadata and looks_like_secret_value(value):
+            raise StoreValueError(
+                "value looks like an API key or bearer token; credentials are never stored",
+                field=where,
+            )
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise StoreValueError(f"{value!r} is not a JSON number", field=where)
+        return value
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise StoreValueError(
+                    f"object keys must be strings, got {type(key).__name__} {key!r}", field=where
+                )
+            sub = f"{where}.{key}"
+            _check_str(key, sub, no_nul=metadata)
+            if metadata and looks_like_secret_key(key):
+                raise StoreValueError(
+                    "key names a credential; API keys and tokens are never stored", field=sub
+                )
+            out[key] = _json(item, sub, metadata)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_json(item, f"{where}[{i}]", metadata) for i, item in enumerate(value)]
+    raise StoreValueError(f"{type(value).__name__} is not a JSON value", field=where)
+
+
+def dump_json(value: Any) -> str:
+    """Serialize checked JSON data compactly (the form sizes are measured and stored in)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def check_metadata(value: object, where: str = "metadata") -> dict[str, Any]:
+    """Return metadata as a plain dict after every check; None means ``{}``.
+
+    Metadata must be a JSON object of at most :data:`MAX_METADATA_BYTES` bytes (compact UTF-8)
+    and may not contain credentials (see :func:`looks_like_secret_key`).
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise StoreValueError(
+            f"metadata must be a JSON object (a mapping), got {type(value).__name__}", field=where
+        )
+    data: dict[str, Any] = check_json(value, where, metadata=True)
+    size = len(dump_json(data).encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise StoreValueError(
+            f"metadata is {size} bytes of JSON; the limit is {MAX_METADATA_BYTES}", field=where
+        )
+    return data
+
+
+def message_payload(message: Message, where: str = "message") -> dict[str, Any]:
+    """Return the wire dict of ``message`` after checking it is storable JSON."""
+    payload: dict[str, Any] = check_json(message.to_openai(), where)
+    return payload

@@ -1,0 +1,144 @@
+"""Bad input gets a clear error and writes nothing; credentials never reach the database."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from convkit import InvalidMessageError, Message, SchemaVersionError
+from convkit.store import MAX_METADATA_BYTES, Store, StoreValueError
+
+
+def _row_counts(store: Store) -> tuple[int, int, int]:
+    with store.engine.connect() as conn:
+        return tuple(  # type: ignore[return-value]
+            conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+            for t in ("convkit_threads", "convkit_messages", "convkit_summaries")
+        )
+
+
+BAD_METADATA: list[tuple[Any, str]] = [
+    ({"when": datetime.datetime(2024, 1, 1)}, "datetime is not a JSON value"),
+    ({"tags": {"a", "b"}}, "set is not a JSON value"),
+    ({"x": float("nan")}, "not a JSON number"),
+    ({"x": float("inf")}, "not a JSON number"),
+    ({1: "int key"}, "keys must be strings"),
+    ({"deep": {"er": [1, {2: 3}]}}, "keys must be strings"),
+    ({"big": "x" * (MAX_METADATA_BYTES + 1)}, f"the limit is {MAX_METADATA_BYTES}"),
+    ({"s": "nul \x00 here"}, "NUL"),
+    ({"s": "lone \ud800 surrogate"}, "surrogate"),
+    ("not a mapping", "must be a JSON object"),
+    ({"api_key": "anything"}, "credential"),
+    ({"headers": {"Authorization": "x"}}, "credential"),
+    ({"OpenAI-API-Key": "x"}, "credential"),
+    ({"password": "x"}, "credential"),
+    ({"note": "sk-proj-abcdefghijklmnopqrstuvwx"}, "API key"),
+    ({"list": ["ok", "Bearer abcdef123456789"]}, "API key"),
+]
+
+
+@pytest.mark.parametrize(("metadata", "reason"), BAD_METADATA)
+def test_bad_metadata_is_refused_and_nothing_written(
+    store: Store, metadata: Any, reason: str
+) -> None:
+    thread = store.create_thread(title="t")
+    store.append(thread.id, Message.user("hi"))
+    before = _row_counts(store)
+    calls: list[Callable[[], object]] = [
+        lambda: store.create_thread(metadata=metadata),
+        lambda: store.update_thread(thread.id, metadata=metadata, title="changed"),
+        lambda: store.append(thread.id, Message.user("x"), metadata=metadata),
+        lambda: store.fork(thread.id, metadata=metadata),
+    ]
+    for call in calls:
+        with pytest.raises(StoreValueError, match=reason) as info:
+            call()
+        assert isinstance(info.value, ValueError)
+    assert _row_counts(store) == before
+    assert store.get_thread(thread.id).title == "t"
+
+
+def test_error_names_the_field(store: Store) -> None:
+    with pytest.raises(StoreValueError) as info:
+        store.create_thread(metadata={"user": {"prefs": {"api_key": "x"}}})
+    assert info.value.field == "metadata.user.prefs.api_key"
+    assert "x" not in str(info.value).replace("metadata", "").replace("prefs", "")
+
+
+def test_secret_values_are_never_echoed(store: Store) -> None:
+    secret = "sk-proj-" + "A1b2C3d4" * 4
+    with pytest.raises(StoreValueError) as info:
+        store.create_thread(metadata={"note": secret})
+    assert secret not in str(info.value)
+    with pytest.raises(StoreValueError) as info:
+        store.create_thread(title=secret)
+    assert secret not in str(info.value)
+    assert _row_counts(store) == (0, 0, 0)
+
+
+def test_harmless_lookalikes_are_accepted(store: Store) -> None:
+    meta = {
+        "tokens": 12,
+        "max_tokens": 100,
+        "skip": "sk-short",
+        "task": "ask-me",
+        "keyboard": "qwerty",
+    }
+    assert dict(store.create_thread(metadata=meta).metadata) == meta
+
+
+def test_invalid_messages(store: Store) -> None:
+    thread = store.create_thread()
+    bad: list[Any] = [
+        {"role": "wizard", "content": "x"},
+        {"role": "tool", "content": "no id"},
+        {"content": "no role"},
+        "just a string",
+    ]
+    for m in bad:
+        with pytest.raises(InvalidMessageError):
+            store.append(thread.id, m)
+    # a Message holding a non-JSON extra is refused by the store, naming where
+    weird = Message(role="user", content="x", extra={"when": datetime.date(2024, 1, 1)})
+    with pytest.raises(StoreValueError, match=r"message\.when"):
+        store.append(thread.id, weird)
+    with pytest.raises(StoreValueError, match="status"):
+        store.append(thread.id, Message.user("x"), status="done")  # type: ignore[arg-type]
+    with pytest.raises(StoreValueError, match="tokens"):
+        store.append(thread.id, Message.user("x"), tokens=-1)
+    with pytest.raises(StoreValueError, match="usage"):
+        store.append(thread.id, Message.user("x"), usage=42)
+    assert store.get_thread(thread.id).last_seq == 0
+    assert _row_counts(store) == (1, 0, 0)
+
+
+def test_summary_validation(store: Store) -> None:
+    thread = store.create_thread()
+    store.append(thread.id, Message.user("x"))
+    with pytest.raises(StoreValueError, match="cannot cover seq 2"):
+        store.put_summary(thread.id, 2, "too far")
+    with pytest.raises(StoreValueError, match="covers_through_seq"):
+        store.put_summary(thread.id, 0, "nothing")
+    with pytest.raises(StoreValueError, match="NUL"):
+        store.put_summary(thread.id, 1, "a\x00b")
+    assert store.get_summary(thread.id) is None
+
+
+def test_passwords_stay_out_of_messages_and_reprs(postgres_server: Any, postgres_url: Any) -> None:
+    # PostgreSQL only: SQLite URLs carry no password. The test server trusts local
+    # connections, so any password connects; it must never show.
+    empty = postgres_server.create("convkit_pw")
+    try:
+        with pytest.raises(SchemaVersionError) as info:
+            Store(empty.set(password="hunter2-secret"))
+        assert "hunter2" not in str(info.value)
+        assert "convkit db upgrade --url" in str(info.value)
+    finally:
+        postgres_server.drop(empty)
+    with Store(postgres_url.set(password="hunter2-secret")) as store:
+        assert "hunter2" not in repr(store)
+        assert "***" in repr(store)
