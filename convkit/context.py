@@ -101,7 +101,10 @@ class Window:
         messages: the messages to send, in order (system prompt, summary message, history).
         prompt_tokens: their exact count, tools and reply priming included.
         budget: the prompt-token budget the window was fitted to.
-        dropped: ``seq`` of the history messages left out (not covered by a summary).
+        first_seq: ``seq`` of the oldest history message sent (None if none is). Every older
+            message not covered by the summary was left out.
+        dropped: ``seq`` of the newer history messages that were examined and left out
+            (orphaned tool results, calls that never got results, turns that did not fit).
         summary: the summary used (new or previous), or None.
         summarized: ``seq`` of the messages newly folded into the summary on this turn.
         truncated: True when the newest message's text was cut to fit.
@@ -111,6 +114,7 @@ class Window:
     messages: tuple[Message, ...]
     prompt_tokens: int
     budget: int
+    first_seq: int | None = None
     dropped: tuple[int, ...] = ()
     summary: Summary | None = None
     summarized: tuple[int, ...] = ()
@@ -494,24 +498,62 @@ class ContextPolicy(Protocol):
         ...
 
 
-def _as_counted(items: Sequence[HistoryItem], counter: TokenCounter) -> list[Counted]:
-    out: list[Counted] = []
-    for i, it in enumerate(items):
-        if isinstance(it, Counted):
-            out.append(it)
-            continue
-        msg = getattr(it, "message", None)
-        tokens = getattr(it, "tokens", None)
-        seq = getattr(it, "seq", None)
-        if isinstance(msg, Message) and isinstance(tokens, int) and isinstance(seq, int):
-            encoding = getattr(it, "encoding", counter.encoding_name)
-            if encoding != counter.encoding_name:
-                tokens = counter.count_message(msg)  # counted for another model: recount once
-            out.append(Counted(message=msg, tokens=tokens, seq=seq))
-            continue
-        m = as_message(it, i)
-        out.append(Counted(message=m, tokens=counter.count_message(m), seq=i + 1))
-    return out
+def _to_counted(it: HistoryItem, i: int, counter: TokenCounter) -> Counted:
+    if isinstance(it, Counted):
+        return it
+    msg = getattr(it, "message", None)
+    tokens = getattr(it, "tokens", None)
+    seq = getattr(it, "seq", None)
+    if isinstance(msg, Message) and isinstance(tokens, int) and isinstance(seq, int):
+        encoding = getattr(it, "encoding", counter.encoding_name)
+        if encoding != counter.encoding_name:
+            tokens = counter.count_message(msg)  # counted for another model: recount once
+        return Counted(message=msg, tokens=tokens, seq=seq)
+    m = as_message(it, i)
+    return Counted(message=m, tokens=counter.count_message(m), seq=i + 1)
+
+
+class _History:
+    """A lazy view of a policy's input: an item is converted (and counted) only when reached.
+
+    Policies walk history newest-first and stop once the budget is met, so a turn on a
+    100,000-message thread touches about as many items as one on a 100-message thread.
+    """
+
+    def __init__(self, items: Sequence[HistoryItem], counter: TokenCounter) -> None:
+        self._items = items
+        self._counter = counter
+        self._memo: dict[int, Counted] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def at(self, i: int) -> Counted:
+        c = self._memo.get(i)
+        if c is None:
+            c = self._memo[i] = _to_counted(self._items[i], i, self._counter)
+        return c
+
+    def tail(self, room: int, after_seq: int | None) -> list[Counted]:
+        """The newest entries that could fit in ``room`` tokens (always through a user message).
+
+        Stops at the summary's coverage (``after_seq``). Whatever lies before the returned
+        entries cannot be part of a window of this size.
+        """
+        out: list[Counted] = []
+        acc = 0
+        seen_user = False
+        for i in range(len(self._items) - 1, -1, -1):
+            c = self.at(i)
+            if after_seq is not None and c.seq <= after_seq:
+                break
+            if seen_user and acc + c.tokens > room:
+                break
+            out.append(c)
+            acc += c.tokens
+            seen_user = seen_user or c.message.role == "user"
+        out.reverse()
+        return out
 
 
 @attrs.define
@@ -552,7 +594,7 @@ class TrimOldest:
         """Fit ``history`` after ``system`` (and ``summary``), dropping the oldest turns."""
         return _window(
             self.counter,
-            _as_counted(history, self.counter),
+            _History(history, self.counter),
             system=system,
             summary=summary,
             tools=tools,
@@ -582,7 +624,7 @@ def _summary_message(summary: Summary, role: str) -> Message:
 
 def _window(
     counter: TokenCounter,
-    history: list[Counted],
+    history: _History,
     *,
     system: Sequence[MessageLike],
     summary: Summary | None,
@@ -593,21 +635,23 @@ def _window(
     summarized: tuple[int, ...] = (),
     error: SummarizationError | None = None,
 ) -> Window:
-    sys_msgs = [as_message(m, i) for i, m in enumerate(system)]
-    prefix = list(sys_msgs)
+    prefix = [as_message(m, i) for i, m in enumerate(system)]
+    after_seq = None
     if summary is not None:
-        history = [c for c in history if c.seq > summary.covers_through_seq]
+        after_seq = summary.covers_through_seq
         prefix.append(_summary_message(summary, summary_role))
     prefix_tokens = (
         counter.info.reply_priming
         + counter.count_tools(tools)
         + sum(counter.count_message(m) for m in prefix)
     )
-    fit = _fit(prefix_tokens, history, budget, counter=counter, truncate=truncate)
+    candidates = history.tail(budget - prefix_tokens, after_seq)
+    fit = _fit(prefix_tokens, candidates, budget, counter=counter, truncate=truncate)
     return Window(
         messages=(*prefix, *(c.message for c in fit.kept)),
         prompt_tokens=fit.tokens,
         budget=budget,
+        first_seq=fit.kept[0].seq if fit.kept else None,
         dropped=fit.dropped,
         summary=summary,
         summarized=summarized,
@@ -639,6 +683,9 @@ class Summarize:
         max_summarizer_input_tokens: cap on one summarizer call's new messages; larger
             evictions are folded in several incremental calls.
         max_summary_tokens: cap on the summary's length (longer answers are cut).
+        max_batches_per_turn: at most this many summarizer calls per turn. When a long thread
+            first meets this policy, messages older than those batches can carry are left out
+            without being summarized (the summary's ``covers_through_seq`` moves past them).
         prompt: the summarizer's instructions.
         summary_model: the model to summarize with (often a cheaper one), passed along.
         summary_role: the role of the message carrying the summary in the window.
@@ -658,6 +705,7 @@ class Summarize:
     target: float = 0.6
     max_summarizer_input_tokens: int = 8_000
     max_summary_tokens: int = 1_000
+    max_batches_per_turn: int = 4
     prompt: str = DEFAULT_SUMMARY_PROMPT
     summary_model: str | None = None
     summary_role: str = "system"
@@ -686,47 +734,63 @@ class Summarize:
 
     def _plan(
         self,
-        history: list[Counted],
+        history: _History,
         system: Sequence[MessageLike],
         summary: Summary | None,
         tools: Sequence[Mapping[str, Any]] | None,
         budget: int,
     ) -> list[list[Counted]]:
-        """Return the batches of messages to fold into the summary (empty: nothing to do)."""
-        live = [c for c in history if summary is None or c.seq > summary.covers_through_seq]
+        """Return the batches of messages to fold into the summary (empty: nothing to do).
+
+        Walks newest-first: in steady state it reads only the unsummarized tail, which the
+        hysteresis keeps below ``trigger`` x budget.
+        """
+        counter = self.counter
         fixed = (
-            self.counter.info.reply_priming
-            + self.counter.count_tools(tools)
-            + sum(self.counter.count_message(as_message(m, i)) for i, m in enumerate(system))
+            counter.info.reply_priming
+            + counter.count_tools(tools)
+            + sum(counter.count_message(as_message(m, i)) for i, m in enumerate(system))
             + (summary.tokens if summary is not None else 0)
         )
-        total = fixed + sum(c.tokens for c in live)
-        if total <= self.trigger * budget:
-            return []
-        # Room the summary message will take once rewritten (bounded by its cap).
-        goal = self.target * budget - fixed + (summary.tokens if summary else 0)
-        goal -= self.max_summary_tokens + self.counter.info.tokens_per_message + 16
-        units, _ = _repair_groups(live, self.counter)
-        last_user = max((k for k, u in enumerate(units) if u.starts_user), default=None)
-        if last_user is None:
-            return []
-        remaining = sum(u.tokens for u in units)
-        evict: list[Counted] = []
-        k = 0
-        # Evict whole units from the front, then continue to a turn boundary, so that what
-        # stays starts on a user message; never evict the newest user turn.
-        while k < last_user:
-            if remaining <= goal and units[k].starts_user:
+        after = summary.covers_through_seq if summary is not None else None
+        trigger_room = self.trigger * budget - fixed
+        # What may stay after summarizing: target x budget, less the rewritten summary (capped).
+        goal = self.target * budget - fixed + (summary.tokens if summary is not None else 0)
+        goal -= self.max_summary_tokens + counter.info.tokens_per_message + 16
+        acc = 0
+        last_user: int | None = None
+        keep_from: int | None = None
+        triggered = False
+        live_start = len(history)
+        evict_tokens = 0
+        evict_cap = self.max_summarizer_input_tokens * self.max_batches_per_turn
+        for i in range(len(history) - 1, -1, -1):
+            c = history.at(i)
+            if after is not None and c.seq <= after:
                 break
-            evict.extend(units[k].entries)
-            remaining -= units[k].tokens
-            k += 1
-        if not evict:
+            if triggered and keep_from is not None and i < keep_from:
+                evict_tokens += c.tokens
+                if evict_tokens > evict_cap:
+                    break  # older messages are left out unsummarized (see max_batches_per_turn)
+            acc += c.tokens
+            live_start = i
+            if c.message.role == "user":
+                if last_user is None:
+                    last_user = i
+                if acc <= goal:
+                    keep_from = i  # the oldest turn boundary whose tail fits the target
+            if acc > trigger_room:
+                triggered = True
+                if keep_from is None:
+                    keep_from = last_user
+                if keep_from is None:
+                    return []  # no user message at all: nothing sensible to summarize
+        if not triggered or keep_from is None or keep_from <= live_start:
             return []
-        # Orphans between evicted units are covered by the summary's seq range as well.
         batches: list[list[Counted]] = [[]]
         size = 0
-        for c in evict:
+        for i in range(live_start, keep_from):
+            c = history.at(i)
             if batches[-1] and size + c.tokens > self.max_summarizer_input_tokens:
                 batches.append([])
                 size = 0
@@ -760,7 +824,7 @@ class Summarize:
 
     def _finish(
         self,
-        history: list[Counted],
+        history: _History,
         system: Sequence[MessageLike],
         summary: Summary | None,
         tools: Sequence[Mapping[str, Any]] | None,
@@ -793,7 +857,7 @@ class Summarize:
         reply_tokens: int | None = None,
     ) -> Window:
         """Fit ``history``, summarizing first if the thread crossed the trigger."""
-        counted = _as_counted(history, self.counter)
+        counted = _History(history, self.counter)
         budget = self.budget(reply_tokens)
         batches = self._plan(counted, system, summary, tools, budget)
         current, error = summary, None
@@ -826,7 +890,7 @@ class Summarize:
         reply_tokens: int | None = None,
     ) -> Window:
         """Async form of :meth:`fit`; the summarizer may be sync or async."""
-        counted = _as_counted(history, self.counter)
+        counted = _History(history, self.counter)
         budget = self.budget(reply_tokens)
         batches = self._plan(counted, system, summary, tools, budget)
         current, error = summary, None

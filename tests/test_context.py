@@ -292,7 +292,9 @@ def test_policies_read_cached_counts_and_never_reencode(monkeypatch: pytest.Monk
     window = policy.fit(history, system=system)
     assert calls == []  # nothing re-encoded
     assert window.prompt_tokens <= 8000
-    assert window.dropped == tuple(range(1, window.dropped[-1] + 1))
+    assert window.first_seq is not None
+    assert window.first_seq > 1000  # the oldest turns were left out
+    assert all(seq < window.first_seq for seq in window.dropped)
     assert window.messages[1].role == "user"
     assert window.prompt_tokens == count_tokens(window.messages, model=MODEL)
 
@@ -375,7 +377,8 @@ def test_a_summarizer_that_always_fails_still_gives_fitting_windows() -> None:
     policy = Summarize(MODEL, summarizer=summarizer, max_prompt_tokens=3000, max_summary_tokens=200)
     _, summary, windows = _run_thread(policy, 120)
     assert summary is None
-    assert windows[-1].dropped  # trimming took over once the thread outgrew the budget
+    assert windows[-1].first_seq is not None
+    assert windows[-1].first_seq > 1  # trimming took over once the thread outgrew the budget
     assert all(w.error is not None for w in windows[-50:])
     assert all(w.prompt_tokens <= w.budget for w in windows)
 
@@ -435,3 +438,67 @@ def test_summary_request_renders_chat_messages() -> None:
 def test_invalid_thresholds_are_rejected() -> None:
     with pytest.raises(ValueError, match="target < trigger"):
         Summarize(MODEL, summarizer=lambda r: "", trigger=0.5, target=0.6)
+
+
+class CountingSeq(Sequence[Counted]):
+    """A history that records which positions a policy reads."""
+
+    def __init__(self, items: list[Counted]) -> None:
+        self.items = items
+        self.reads: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: Any) -> Any:
+        self.reads.add(i)
+        return self.items[i]
+
+
+@pytest.mark.parametrize("policy_kind", ["trim", "summarize"])
+def test_a_turn_reads_the_window_not_the_thread(policy_kind: str) -> None:
+    small = CountingSeq(_history(100))
+    large = CountingSeq(_history(20_000, words=10))
+    for hist in (small, large):
+        if policy_kind == "trim":
+            policy: Any = TrimOldest(MODEL, max_prompt_tokens=2000)
+        else:
+            policy = Summarize(MODEL, summarizer=lambda r: "s", max_prompt_tokens=2000)
+            # a summary already covers all but the recent tail, as in steady state
+            n = len(hist)
+            summary = Summary(text="s", covers_through_seq=n - 40, tokens=10)
+            policy.fit(hist, summary=summary)
+            continue
+        window = policy.fit(hist)
+        assert window.prompt_tokens <= 2000
+    assert len(large.reads) <= 200
+    assert len(small.reads) <= 100
+
+
+@given(conversations(), st.integers(min_value=60, max_value=4000))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_policy_windows_are_valid_and_fit(convo: list[dict[str, Any]], budget: int) -> None:
+    k = 0
+    while k < len(convo) and convo[k]["role"] in ("system", "developer"):
+        k += 1
+    policy = TrimOldest(MODEL, max_prompt_tokens=budget)
+    try:
+        window = policy.fit(convo[k:], system=convo[:k])
+    except ContextOverflowError as exc:
+        assert exc.needed > exc.available == budget
+        return
+    sent = [m.to_openai() for m in window.messages]
+    assert window.prompt_tokens == count_tokens(sent, model=MODEL)
+    # compare by value: the policy hands back Message values, not the input dicts
+    # (match from the end: windows keep the newest of equal messages)
+    by_value: list[dict[str, Any]] = []
+    pos = len(convo) - 1
+    for m in reversed(sent):
+        j = next((j for j in range(pos, -1, -1) if convo[j] == m), None)
+        if j is None:
+            by_value.append(m)  # a repaired message (an unanswered call removed)
+        else:
+            by_value.append(convo[j])
+            pos = j - 1
+    by_value.reverse()
+    check_window(convo, by_value, budget)
