@@ -49,6 +49,22 @@ class Driver:
     def __init__(self, kind: str, server: FakeChatServer) -> None:
         self.kind = kind
         self.server = server
+        #: The backoff delays the clients asked for; they are recorded, not slept.
+        self.sleeps: list[float] = []
+
+    def _sync_client(self, kwargs: dict[str, Any]) -> ChatClient:
+        client = ChatClient(**kwargs)
+        client._sleep = self.sleeps.append
+        return client
+
+    def _async_client(self, kwargs: dict[str, Any]) -> AsyncChatClient:
+        client = AsyncChatClient(**kwargs)
+
+        async def sleep(delay: float) -> None:
+            self.sleeps.append(delay)
+
+        client._sleep = sleep
+        return client
 
     def __repr__(self) -> str:
         return f"Driver({self.kind})"
@@ -68,11 +84,11 @@ class Driver:
         request.setdefault("messages", MESSAGES)
         kwargs = self.client_kwargs(client or {})
         if self.kind == "sync":
-            with ChatClient(**kwargs) as c:
+            with self._sync_client(kwargs) as c:
                 return c.complete(**request)
 
         async def run() -> ChatResponse:
-            async with AsyncChatClient(**kwargs) as c:
+            async with self._async_client(kwargs) as c:
                 return await c.complete(**request)
 
         return anyio.run(run)
@@ -84,7 +100,7 @@ class Driver:
         chunks: list[ChatChunk] = []
         t0 = time.monotonic()
         if self.kind == "sync":
-            with ChatClient(**kwargs) as c:
+            with self._sync_client(kwargs) as c:
                 s = c.stream(**request)
                 try:
                     with s:
@@ -95,7 +111,7 @@ class Driver:
                 return StreamResult(chunks, s.response, None, s.partial, time.monotonic() - t0)
 
         async def run() -> StreamResult:
-            async with AsyncChatClient(**kwargs) as c:
+            async with self._async_client(kwargs) as c:
                 s = c.stream(**request)
                 try:
                     async with s:
