@@ -181,12 +181,9 @@ class SchemaVersionError(StoreError):
 
 
 class TransportError(ConvkitError):
-    """Talking to the completions endpoint failed.
+    """Talking to the completions endpoint failed."""
 
-    Attributes:
-        request_id: the server's request id (``x-request-id``) when one was received.
-    """
-
+    #: The server's request id (``x-request-id``) when one was received.
     request_id: str | None = None
 
 
@@ -216,7 +213,6 @@ class APIStatusError(TransportError):
     Attributes:
         status_code: the HTTP status.
         body: the decoded JSON error body (or the raw text), never containing request headers.
-        request_id: the server's request id, if it sent one.
         code: ``error.code`` from the body when present.
     """
 
