@@ -7,7 +7,7 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from convkit.messages import MessageLike
 from convkit.store import _sql
@@ -38,8 +38,8 @@ __all__ = ["AsyncStore"]
 T = TypeVar("T")
 
 
-async def drive(op: _sql.Op[T], session: AsyncSession) -> T:
-    """Run a sans-IO operation on an async session (inside the caller's transaction)."""
+async def drive(op: _sql.Op[T], session: AsyncSession | AsyncConnection) -> T:
+    """Run a sans-IO operation on an async session or connection (inside its transaction)."""
     try:
         q = next(op)
         while True:
@@ -89,9 +89,11 @@ class AsyncStore:
         ensure_sqlite_dir(self._base.url)
         self.engine: AsyncEngine = make_async_engine(self._base.url, engine_options)
         self.url = self.engine.url
+        self._dialect = self.engine.dialect.name
+        self._write_engine = self.engine.execution_options(**WRITE)
         self._reads = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._writes = async_sessionmaker(
-            self.engine.execution_options(**WRITE), expire_on_commit=False, autoflush=False
+            self._write_engine, expire_on_commit=False, autoflush=False
         )
         self._upgrade_on_open = create_tables or self._base._is_default
         self._ready = False
@@ -149,6 +151,17 @@ class AsyncStore:
         maker = self._writes if write else self._reads
         async with maker() as session, session.begin():
             return await drive(op, session)
+
+    async def _run_core(self, op: _sql.Op[T]) -> T:
+        # Appends use Core statements only: a bare connection skips the ORM session.
+        if not self._ready:
+            try:
+                await self._open()
+            except BaseException:
+                op.close()
+                raise
+        async with self._write_engine.begin() as conn:
+            return await drive(op, conn)
 
     # ---- threads
 
@@ -220,9 +233,9 @@ class AsyncStore:
         item = NewMessage(
             message=message, tokens=tokens, status=status, usage=usage, metadata=metadata
         )
-        op, rows = self._base._prepare_append(thread_id, [item], single=True)
-        first = await self._run(op, write=True)
-        return self._base._stored(thread_id, first, rows)[0]
+        op, values = self._base._prepare_append(thread_id, [item], True, self._dialect)
+        first = await self._run_core(op)
+        return self._base._numbered(values, first)[0]
 
     async def append_many(
         self, thread_id: str, messages: Iterable[NewMessage | MessageLike]
@@ -232,9 +245,9 @@ class AsyncStore:
         if not items:
             await self.get_thread(thread_id)
             return []
-        op, rows = self._base._prepare_append(thread_id, items, single=False)
-        first = await self._run(op, write=True)
-        return self._base._stored(thread_id, first, rows)
+        op, values = self._base._prepare_append(thread_id, items, False, self._dialect)
+        first = await self._run_core(op)
+        return self._base._numbered(values, first)
 
     async def messages(
         self,

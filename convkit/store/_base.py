@@ -173,7 +173,7 @@ class StoreBase:
 
     def _message_row(
         self, item: NewMessage | MessageLike, index: int | None, now: datetime
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], StoredMessage]:
         spec = item if isinstance(item, NewMessage) else NewMessage(message=item)
         where = "message" if index is None else f"messages[{index}]"
         message = as_message(spec.message, index)
@@ -182,33 +182,33 @@ class StoreBase:
             tokens = self.counter.count_message(message)
         else:
             tokens = check_seq(spec.tokens, f"{where}.tokens")
-        return {
+        usage = _usage(spec.usage, f"{where}.usage")
+        metadata = check_metadata(spec.metadata, f"{where}.metadata")
+        encoding = self.encoding_name
+        status = check_status(spec.status)
+        row = {
             "role": message.role,
             "message": payload,
             "tokens": tokens,
-            "encoding": self.encoding_name,
-            "status": check_status(spec.status),
-            "usage": _usage(spec.usage, f"{where}.usage"),
+            "encoding": encoding,
+            "status": status,
+            "usage": usage,
             "created_at": now,
-            "metadata": check_metadata(spec.metadata, f"{where}.metadata") or None,
+            "metadata": metadata or None,
         }
-
-    @staticmethod
-    def _stored(thread_id: str, first_seq: int, rows: list[dict[str, Any]]) -> list[StoredMessage]:
-        return [
-            StoredMessage(
-                thread_id=thread_id,
-                seq=first_seq + i,
-                message=Message.from_openai(row["message"]),
-                tokens=row["tokens"],
-                encoding=row["encoding"],
-                status=row["status"],
-                usage=Usage.from_openai(row["usage"]) if row["usage"] is not None else None,
-                created_at=row["created_at"],
-                metadata=row["metadata"] or {},
-            )
-            for i, row in enumerate(rows)
-        ]
+        # The value handed back after the insert; thread and seq are filled in then.
+        stored = StoredMessage(
+            thread_id="",
+            seq=0,
+            message=message,
+            tokens=tokens,
+            encoding=encoding,
+            status=status,
+            usage=Usage.from_openai(usage) if usage is not None else None,
+            created_at=now,
+            metadata=metadata,
+        )
+        return row, stored
 
     # ---- operations: (op, writes?)
 
@@ -264,15 +264,18 @@ class StoreBase:
         )
 
     def _prepare_append(
-        self,
-        thread_id: str,
-        items: list[NewMessage | MessageLike],
-        single: bool,
-    ) -> tuple[_sql.Op[int], list[dict[str, Any]]]:
+        self, thread_id: str, items: list[NewMessage | MessageLike], single: bool, dialect: str
+    ) -> tuple[_sql.Op[int], list[StoredMessage]]:
         check_thread_id(thread_id)
         now = _now()
-        rows = [self._message_row(item, None if single else i, now) for i, item in enumerate(items)]
-        return _sql.append(thread_id, rows, now), rows
+        prepared = [self._message_row(it, None if single else i, now) for i, it in enumerate(items)]
+        rows = [row for row, _ in prepared]
+        values = [attrs.evolve(stored, thread_id=thread_id) for _, stored in prepared]
+        return _sql.append(thread_id, rows, now, dialect), values
+
+    @staticmethod
+    def _numbered(values: list[StoredMessage], first_seq: int) -> list[StoredMessage]:
+        return [attrs.evolve(v, seq=first_seq + i) for i, v in enumerate(values)]
 
     def _prepare_messages(
         self, thread_id: str, last: int | None, after_seq: int | None, limit: int | None

@@ -115,9 +115,10 @@ class MessageRow(Base):
     tokens: Mapped[int] = mapped_column(Integer, nullable=False)
     encoding: Mapped[str] = mapped_column(String(64), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
-    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # none_as_null: Python None is stored as SQL NULL, not the JSON text 'null'.
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
-    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON(none_as_null=True))
 
     __table_args__ = (
         CheckConstraint("status IN ('complete', 'incomplete')", name="ck_convkit_messages_status"),

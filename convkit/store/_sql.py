@@ -21,8 +21,10 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 from sqlalchemy import (
     Executable,
+    Integer,
     Table,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -43,6 +45,7 @@ from convkit.store._rows import (
     MessageRow,
     SummaryRow,
     ThreadRow,
+    UTCDateTime,
     message_from_row,
     summary_from_row,
     thread_from_row,
@@ -285,27 +288,71 @@ def fork(thread_id: str, at_seq: int | None, values: dict[str, Any]) -> Op[Threa
 # --------------------------------------------------------------------------- messages
 
 
-def append(thread_id: str, rows: list[dict[str, Any]], now: datetime) -> Op[int]:
+# The append statements are built once: appending is the hot path, and a prebuilt statement
+# skips construction and cache-key generation on every call.
+_BUMP = (
+    update(threads_t)
+    .where(threads_t.c.id == bindparam("tid"))
+    .values(
+        last_seq=threads_t.c.last_seq + bindparam("n", type_=Integer),
+        updated_at=bindparam("now", type_=UTCDateTime),
+    )
+    .returning(threads_t.c.last_seq)
+)
+_INSERT = insert(messages_t)
+_ROW_COLUMNS = [c.name for c in messages_t.columns]
+
+
+def _append_one_cte() -> Executable:
+    # PostgreSQL: counter bump and insert in one statement (one round trip, one row lock).
+    bumped = (
+        update(threads_t)
+        .where(threads_t.c.id == bindparam("tid"))
+        .values(last_seq=threads_t.c.last_seq + 1, updated_at=bindparam("now", type_=UTCDateTime))
+        .returning(threads_t.c.last_seq)
+        .cte("bumped")
+    )
+    # Parameter names are prefixed: a parameter named like a thread column ("metadata",
+    # "created_at") would otherwise become a SET clause of the UPDATE.
+    values = [
+        bumped.c.last_seq
+        if name == "seq"
+        else bindparam(f"m_{name}", type_=messages_t.c[name].type)
+        for name in _ROW_COLUMNS
+    ]
+    return (
+        insert(messages_t)
+        .from_select(_ROW_COLUMNS, select(*values).select_from(bumped))
+        .returning(messages_t.c.seq)
+    )
+
+
+_APPEND_ONE_CTE = _append_one_cte()
+
+
+def append(thread_id: str, rows: list[dict[str, Any]], now: datetime, dialect: str) -> Op[int]:
     """Insert ``rows`` at the end of the thread; return the first ``seq`` assigned.
 
     The counter update and the insert commit together: on PostgreSQL the UPDATE holds the
     thread's row lock until commit, on SQLite the transaction began IMMEDIATE (one writer), so
     concurrent appenders queue up and ``seq`` stays unique and gap-free.
     """
-    stmt = (
-        update(threads_t)
-        .where(threads_t.c.id == thread_id)
-        .values(last_seq=threads_t.c.last_seq + len(rows), updated_at=now)
-        .returning(threads_t.c.last_seq)
-    )
-    last = (yield Q(stmt)).scalar_one_or_none()
+    for row in rows:
+        row["thread_id"] = thread_id
+    if dialect == "postgresql" and len(rows) == 1:
+        params = {f"m_{k}": v for k, v in rows[0].items()}
+        seq = (yield Q(_APPEND_ONE_CTE, {**params, "tid": thread_id, "now": now})).scalar()
+        if seq is None:
+            raise ThreadNotFoundError(thread_id)
+        rows[0]["seq"] = seq
+        return int(seq)
+    last = (yield Q(_BUMP, {"tid": thread_id, "n": len(rows), "now": now})).scalar()
     if last is None:
         raise ThreadNotFoundError(thread_id)
     first: int = last - len(rows) + 1
     for i, row in enumerate(rows):
-        row["thread_id"] = thread_id
         row["seq"] = first + i
-    yield Q(insert(messages_t), rows if len(rows) > 1 else rows[0])
+    yield Q(_INSERT, rows if len(rows) > 1 else rows[0])
     return first
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,8 +39,8 @@ __all__ = ["Store"]
 T = TypeVar("T")
 
 
-def drive(op: _sql.Op[T], session: Session) -> T:
-    """Run a sans-IO operation on a session (inside the caller's transaction)."""
+def drive(op: _sql.Op[T], session: Session | Connection) -> T:
+    """Run a sans-IO operation on a session or connection (inside its transaction)."""
     try:
         q = next(op)
         while True:
@@ -99,10 +100,10 @@ class Store:
         self.url = self._base.url
         ensure_sqlite_dir(self.url)
         self.engine: Engine = make_sync_engine(self.url, engine_options)
+        self._dialect = self.engine.dialect.name
+        self._write_engine = self.engine.execution_options(**WRITE)
         self._reads = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
-        self._writes = sessionmaker(
-            self.engine.execution_options(**WRITE), expire_on_commit=False, autoflush=False
-        )
+        self._writes = sessionmaker(self._write_engine, expire_on_commit=False, autoflush=False)
         try:
             self._open(create_tables or self._base._is_default)
         except BaseException:
@@ -149,6 +150,12 @@ class Store:
         maker = self._writes if write else self._reads
         with maker() as session, session.begin():
             return drive(op, session)
+
+    def _run_core(self, op: _sql.Op[T]) -> T:
+        # Appends use Core statements only: a bare connection skips the ORM session's
+        # bookkeeping, which is most of an append's cost.
+        with self._write_engine.begin() as conn:
+            return drive(op, conn)
 
     # ---- threads
 
@@ -219,9 +226,9 @@ class Store:
         item = NewMessage(
             message=message, tokens=tokens, status=status, usage=usage, metadata=metadata
         )
-        op, rows = self._base._prepare_append(thread_id, [item], single=True)
-        first = self._run(op, write=True)
-        return self._base._stored(thread_id, first, rows)[0]
+        op, values = self._base._prepare_append(thread_id, [item], True, self._dialect)
+        first = self._run_core(op)
+        return self._base._numbered(values, first)[0]
 
     def append_many(
         self, thread_id: str, messages: Iterable[NewMessage | MessageLike]
@@ -231,9 +238,9 @@ class Store:
         if not items:
             self.get_thread(thread_id)
             return []
-        op, rows = self._base._prepare_append(thread_id, items, single=False)
-        first = self._run(op, write=True)
-        return self._base._stored(thread_id, first, rows)
+        op, values = self._base._prepare_append(thread_id, items, False, self._dialect)
+        first = self._run_core(op)
+        return self._base._numbered(values, first)
 
     def messages(
         self,

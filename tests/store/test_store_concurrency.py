@@ -76,7 +76,7 @@ def test_sigkill_mid_append_leaves_a_consistent_database(
     try:
         if moment == "inside-transaction":
             # the child has executed the INSERT of message 25 and not committed
-            assert inside.wait(timeout=120), "child never reached the append to interrupt"
+            assert inside.wait(timeout=60), "child never reached the append to interrupt"
         else:
             deadline = time.monotonic() + 120
             while progress.value < 30 and time.monotonic() < deadline:
