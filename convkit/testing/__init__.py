@@ -1,7 +1,8 @@
 """Test helpers for convkit and its plugins: a loopback OpenAI-protocol server and fixtures.
 
-``import convkit.testing`` uses only the standard library (and attrs); the pytest fixtures live
-in :mod:`convkit.testing.pytest_plugin`, registered through the ``pytest11`` entry point.
+``import convkit.testing`` is cheap: the server module (standard library and attrs only) loads
+on first use, and the pytest fixtures live in :mod:`convkit.testing.pytest_plugin`, registered
+through the ``pytest11`` entry point.
 
 Example::
 
@@ -14,15 +15,19 @@ Example::
 
 from __future__ import annotations
 
-from convkit.testing.server import (
-    FakeChatServer,
-    RecordedRequest,
-    Reply,
-    UnconsumedRepliesError,
-    UnexpectedRequestError,
-    approx_prompt_tokens,
-    echo_responder,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from convkit.testing.server import (
+        FakeChatServer,
+        RecordedRequest,
+        Reply,
+        UnconsumedRepliesError,
+        UnexpectedRequestError,
+        approx_prompt_tokens,
+        echo_responder,
+    )
 
 __all__ = [
     "FakeChatServer",
@@ -33,3 +38,16 @@ __all__ = [
     "approx_prompt_tokens",
     "echo_responder",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded lazily so that ``python -m convkit.testing.server`` runs the module only once.
+    if name in __all__:
+        value = getattr(importlib.import_module("convkit.testing.server"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'convkit.testing' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
