@@ -233,9 +233,8 @@ class AsyncStore:
         item = NewMessage(
             message=message, tokens=tokens, status=status, usage=usage, metadata=metadata
         )
-        op, values = self._base._prepare_append(thread_id, [item], True, self._dialect)
-        first = await self._run_core(op)
-        return self._base._numbered(values, first)[0]
+        op, stored = self._base._prepare_append(thread_id, [item], True, self._dialect)
+        return stored(await self._run_core(op))[0]
 
     async def append_many(
         self, thread_id: str, messages: Iterable[NewMessage | MessageLike]
@@ -245,9 +244,8 @@ class AsyncStore:
         if not items:
             await self.get_thread(thread_id)
             return []
-        op, values = self._base._prepare_append(thread_id, items, False, self._dialect)
-        first = await self._run_core(op)
-        return self._base._numbered(values, first)
+        op, stored = self._base._prepare_append(thread_id, items, False, self._dialect)
+        return stored(await self._run_core(op))
 
     async def messages(
         self,

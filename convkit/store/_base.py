@@ -8,7 +8,7 @@ return the sans-IO operation from :mod:`convkit.store._sql` plus whether it writ
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
@@ -173,7 +173,7 @@ class StoreBase:
 
     def _message_row(
         self, item: NewMessage | MessageLike, index: int | None, now: datetime
-    ) -> tuple[dict[str, Any], StoredMessage]:
+    ) -> tuple[dict[str, Any], tuple[Any, ...]]:
         spec = item if isinstance(item, NewMessage) else NewMessage(message=item)
         where = "message" if index is None else f"messages[{index}]"
         message = as_message(spec.message, index)
@@ -196,19 +196,9 @@ class StoreBase:
             "created_at": now,
             "metadata": metadata or None,
         }
-        # The value handed back after the insert; thread and seq are filled in then.
-        stored = StoredMessage(
-            thread_id="",
-            seq=0,
-            message=message,
-            tokens=tokens,
-            encoding=encoding,
-            status=status,
-            usage=Usage.from_openai(usage) if usage is not None else None,
-            created_at=now,
-            metadata=metadata,
-        )
-        return row, stored
+        # What the value handed back after the insert is built from (no re-read needed).
+        parts = (message, tokens, encoding, status, usage, now, metadata)
+        return row, parts
 
     # ---- operations: (op, writes?)
 
@@ -265,17 +255,31 @@ class StoreBase:
 
     def _prepare_append(
         self, thread_id: str, items: list[NewMessage | MessageLike], single: bool, dialect: str
-    ) -> tuple[_sql.Op[int], list[StoredMessage]]:
+    ) -> tuple[_sql.Op[int], Callable[[int], list[StoredMessage]]]:
+        """Return the append operation and how to build the stored values from the first seq."""
         check_thread_id(thread_id)
         now = _now()
         prepared = [self._message_row(it, None if single else i, now) for i, it in enumerate(items)]
-        rows = [row for row, _ in prepared]
-        values = [attrs.evolve(stored, thread_id=thread_id) for _, stored in prepared]
-        return _sql.append(thread_id, rows, now, dialect), values
 
-    @staticmethod
-    def _numbered(values: list[StoredMessage], first_seq: int) -> list[StoredMessage]:
-        return [attrs.evolve(v, seq=first_seq + i) for i, v in enumerate(values)]
+        def stored(first_seq: int) -> list[StoredMessage]:
+            return [
+                StoredMessage(
+                    thread_id=thread_id,
+                    seq=first_seq + i,
+                    message=message,
+                    tokens=tokens,
+                    encoding=encoding,
+                    status=status,
+                    usage=Usage.from_openai(usage) if usage is not None else None,
+                    created_at=created_at,
+                    metadata=metadata,
+                )
+                for i, (_, (message, tokens, encoding, status, usage, created_at, metadata)) in (
+                    enumerate(prepared)
+                )
+            ]
+
+        return _sql.append(thread_id, [row for row, _ in prepared], now, dialect), stored
 
     def _prepare_messages(
         self, thread_id: str, last: int | None, after_seq: int | None, limit: int | None

@@ -143,7 +143,13 @@ def _sqlite_events(engine: Engine, url: URL) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         mode = "IMMEDIATE" if conn.get_execution_options().get("convkit_write") else "DEFERRED"
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        # Straight to the DBAPI cursor: BEGIN needs none of SQLAlchemy's statement handling,
+        # and it is paid on every transaction.
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(f"BEGIN {mode}")
+        finally:
+            cursor.close()
 
 
 def _engine_args(url: URL, options: Mapping[str, Any] | None) -> dict[str, Any]:

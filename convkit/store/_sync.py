@@ -226,9 +226,8 @@ class Store:
         item = NewMessage(
             message=message, tokens=tokens, status=status, usage=usage, metadata=metadata
         )
-        op, values = self._base._prepare_append(thread_id, [item], True, self._dialect)
-        first = self._run_core(op)
-        return self._base._numbered(values, first)[0]
+        op, stored = self._base._prepare_append(thread_id, [item], True, self._dialect)
+        return stored(self._run_core(op))[0]
 
     def append_many(
         self, thread_id: str, messages: Iterable[NewMessage | MessageLike]
@@ -238,9 +237,8 @@ class Store:
         if not items:
             self.get_thread(thread_id)
             return []
-        op, values = self._base._prepare_append(thread_id, items, False, self._dialect)
-        first = self._run_core(op)
-        return self._base._numbered(values, first)
+        op, stored = self._base._prepare_append(thread_id, items, False, self._dialect)
+        return stored(self._run_core(op))
 
     def messages(
         self,
