@@ -268,19 +268,20 @@ class ChatEventDecoder:
         """Consume bytes; return the chunk objects they completed."""
         if self.done or self.failure is not None:
             return []
-        return self._handle(self._sse.feed(chunk), at_eof=False)
+        events = self._sse.feed(chunk)
+        return self._handle(events, False) if events else []
 
     def close(self) -> list[dict[str, Any]]:
         """Signal end of input; return pending chunk objects (a missing ``[DONE]`` is a failure)."""
         if self.done or self.failure is not None:
             return []
-        out = self._handle(self._sse.close(), at_eof=True)
+        out = self._handle(self._sse.close(), True)
         if not self.done and self.failure is None:
             self.failure = StreamError("the stream ended before data: [DONE] (truncated)")
             self.truncated = True
         return out
 
-    def _handle(self, events: list[ServerSentEvent], *, at_eof: bool) -> list[dict[str, Any]]:
+    def _handle(self, events: list[ServerSentEvent], at_eof: bool) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         loads = json.loads
         for ev in events:

@@ -492,6 +492,12 @@ def _default_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def _identity_encoded(response: httpx.Response) -> bool:
+    # Event streams are almost never compressed; reading the raw bytes then skips httpx's
+    # per-piece decoding layer. A compressed stream still goes through it.
+    return response.headers.get("content-encoding", "identity").strip().lower() == "identity"
+
+
 def _is_event_stream(response: httpx.Response) -> bool:
     ctype = response.headers.get("content-type")
     # No content type at all: try to parse it as events rather than refuse a working server.
@@ -701,7 +707,8 @@ class ChatStream(_BaseStream):
                 if response.status_code < 400 and _is_event_stream(response):
                     self._http_response = response
                     self._after_open(response)
-                    self._bytes = response.iter_bytes()
+                    plain = _identity_encoded(response)
+                    self._bytes = response.iter_raw() if plain else response.iter_bytes()
                     return
                 try:
                     response.read()
@@ -955,7 +962,8 @@ class AsyncChatStream(_BaseStream):
                 if response.status_code < 400 and _is_event_stream(response):
                     self._http_response = response
                     self._after_open(response)
-                    self._bytes = response.aiter_bytes()
+                    plain = _identity_encoded(response)
+                    self._bytes = response.aiter_raw() if plain else response.aiter_bytes()
                     return
                 try:
                     await response.aread()

@@ -430,3 +430,44 @@ def test_api_key_never_leaks(
         assert exc.body["error"]["key"] == "[redacted]"  # type: ignore[attr-defined]
     if kind in ("truncated", "malformed", "no-done"):
         assert isinstance(exc, StreamError)
+
+
+@pytest.mark.parametrize(
+    ("exc", "cls", "retryable"),
+    [
+        (httpx.ConnectTimeout("t"), convkit.TimeoutError, True),
+        (httpx.PoolTimeout("t"), convkit.TimeoutError, False),
+        (httpx.ReadTimeout("t"), convkit.TimeoutError, False),
+        (httpx.WriteTimeout("t"), convkit.TimeoutError, False),
+        (httpx.ConnectError("refused"), ConnectError, True),
+        (httpx.RemoteProtocolError("closed"), ConnectError, True),
+        (httpx.ReadError("reset"), ConnectError, True),
+        (httpx.UnsupportedProtocol("ftp"), ConnectError, False),
+        (httpx.DecodingError("gzip"), TransportError, False),
+    ],
+)
+def test_httpx_errors_map_to_the_tree(exc: Exception, cls: type, retryable: bool) -> None:
+    client = ChatClient(base_url="http://127.0.0.1:9/v1", api_key=FAKE_API_KEY)
+    try:
+        err, may_retry = client._transport_error(exc)
+    finally:
+        client.close()
+    assert type(err) is cls and may_retry is retryable
+
+
+def test_idle_timeout_message_and_truncation_mapping() -> None:
+    client = ChatClient(base_url="http://127.0.0.1:9/v1", timeout=Timeouts(stream_idle=1.5))
+    try:
+        partial = client_partial()
+        err, retry = client._body_error(httpx.ReadTimeout("t"), partial)
+        assert isinstance(err, convkit.TimeoutError) and "1.5 s" in str(err) and not retry
+        err, retry = client._body_error(httpx.RemoteProtocolError("incomplete"), partial)
+        assert isinstance(err, StreamError) and err.partial is partial and retry
+    finally:
+        client.close()
+
+
+def client_partial() -> Any:
+    from convkit.chat import StreamAccumulator
+
+    return StreamAccumulator().response()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 import pytest
@@ -252,3 +253,16 @@ def test_not_an_event_stream(driver: Driver) -> None:
     driver.server.enqueue(Reply.json({"error": {"message": "bad things", "code": 400}}))
     res = driver.stream(client={"max_retries": 0})
     assert isinstance(res.error, APIStatusError) and res.error.status_code == 400
+
+
+def test_gzip_compressed_stream(driver: Driver) -> None:
+    body = b"".join(_sse(_chunk({"content": c})) for c in "abc\u00e9") + b"data: [DONE]\n\n"
+    gz = zlib.compressobj(wbits=31)  # gzip framing
+    pieces = [
+        gz.compress(body[i : i + 10]) + gz.flush(zlib.Z_SYNC_FLUSH) for i in range(0, len(body), 10)
+    ]
+    pieces.append(gz.flush())
+    driver.server.enqueue(Reply.raw_stream(pieces, headers={"Content-Encoding": "gzip"}))
+    res = driver.stream()
+    assert res.error is None, res.error
+    assert res.text == "abc\u00e9"
