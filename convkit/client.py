@@ -495,7 +495,8 @@ def _default_ssl_context() -> ssl.SSLContext:
 def _identity_encoded(response: httpx.Response) -> bool:
     # Event streams are almost never compressed; reading the raw bytes then skips httpx's
     # per-piece decoding layer. A compressed stream still goes through it.
-    return response.headers.get("content-encoding", "identity").strip().lower() == "identity"
+    encoding: str = response.headers.get("content-encoding", "identity")
+    return encoding.strip().lower() == "identity"
 
 
 def _is_event_stream(response: httpx.Response) -> bool:
