@@ -747,11 +747,30 @@ class StreamAccumulator:
         """Add one chunk.
 
         Raises:
-            ValueError: a delta field has the wrong type (the chunk is malformed); the chunks
-                fed before it stay accumulated.
+            ValueError: the chunk is malformed (a misshapen ``choices`` list or a delta field of
+                the wrong type); the chunks fed before it stay accumulated.
         """
-        self.chunks += 1
         raw = chunk.raw
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"a chunk must wrap a JSON object, got {_type_name(raw)}")
+        self._add(raw)
+
+    def feed_openai(self, obj: Mapping[str, Any]) -> ChatChunk:
+        """Add one decoded chunk object and return it as a :class:`ChatChunk`.
+
+        The one-pass path the clients take: the object's shape is checked while it is merged,
+        instead of once by :meth:`ChatChunk.from_openai` and again here.
+
+        Raises:
+            ValueError: as :meth:`feed`.
+        """
+        if type(obj) is not dict and not isinstance(obj, Mapping):
+            raise ValueError(f"expected a JSON object, got {_type_name(obj)}")
+        self._add(obj)
+        return ChatChunk(MappingProxyType(obj) if type(obj) is dict else obj)
+
+    def _add(self, raw: Mapping[str, Any]) -> None:
+        self.chunks += 1
         if not self._id:
             self._id = str(raw.get("id") or "")
             self._model = str(raw.get("model") or "")
@@ -771,8 +790,12 @@ class StreamAccumulator:
                     self._extra[key] = value
         if not choices:
             return
+        if type(choices) is not list:
+            raise ValueError("'choices' must be a list")
         states = self._choices
         for c in choices:
+            if type(c) is not dict:
+                raise ValueError("each choice must be an object")
             index = c.get("index", 0)
             if type(index) is not int:
                 index = 0
@@ -781,6 +804,8 @@ class StreamAccumulator:
                 state = states[index] = _ChoiceState()
             delta = c.get("delta")
             if delta:
+                if type(delta) is not dict:
+                    raise ValueError("'delta' must be an object")
                 # One pass over the delta's keys: the common delta holds a lone "content".
                 for key, value in delta.items():
                     if value is None:

@@ -375,14 +375,11 @@ class _StreamCore:
     def _chunks(self, objs: list[dict[str, Any]]) -> list[ChatChunk]:
         chunks: list[ChatChunk] = []
         if objs:
-            wrap = ChatChunk.from_openai
-            feed = self.acc.feed
+            feed = self.acc.feed_openai
             append = chunks.append
             try:
                 for obj in objs:
-                    chunk = wrap(obj)
-                    feed(chunk)
-                    append(chunk)
+                    append(feed(obj))
             except ValueError as exc:
                 self.fail(StreamError(f"malformed chunk: {exc}"), False)
         if self.events.failure is not None or self.error is not None:

@@ -294,9 +294,14 @@ def test_partial_tool_call_arguments_are_kept_verbatim() -> None:
         {"choices": [{"index": 0, "delta": "text"}]},
     ],
 )
-def test_from_openai_rejects_misshapen_chunks(obj: Any) -> None:
+def test_misshapen_chunks_are_rejected(obj: Any) -> None:
     with pytest.raises(ValueError):  # the message varies by shape
         ChatChunk.from_openai(obj)
+    acc = StreamAccumulator()
+    with pytest.raises(ValueError):
+        acc.feed_openai(obj)  # the clients' one-pass path checks the same
+    with pytest.raises(ValueError):
+        acc.feed(ChatChunk(obj))  # even a chunk built without from_openai
 
 
 @pytest.mark.parametrize(
@@ -316,6 +321,13 @@ def test_accumulator_rejects_ill_typed_deltas(delta: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         acc.feed(ChatChunk.from_openai(chunk(delta)))
     assert acc.response().text == "ok"
+
+
+def test_feed_openai_returns_the_chunk() -> None:
+    acc = StreamAccumulator()
+    chunks = [acc.feed_openai(o) for o in TEXT_STREAM]
+    assert chunks == [ChatChunk.from_openai(o) for o in TEXT_STREAM]
+    assert acc.response() == accumulate(TEXT_STREAM)
 
 
 def test_chunk_views() -> None:
