@@ -190,7 +190,6 @@ class BaseChatClient:
     def _build_request(
         self, http: httpx.Client | httpx.AsyncClient, content: bytes, *, stream: bool
     ) -> httpx.Request:
-        extensions: dict[str, Any] = {}
         if self._httpx_timeout is not None:
             return http.build_request(
                 "POST",
@@ -198,7 +197,6 @@ class BaseChatClient:
                 content=content,
                 headers=self._request_headers(stream=stream),
                 timeout=self._httpx_timeout,
-                extensions=extensions,
             )
         return http.build_request(
             "POST", self._url, content=content, headers=self._request_headers(stream=stream)
