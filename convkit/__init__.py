@@ -62,18 +62,54 @@ from convkit.models import ModelInfo, ModelRegistry
 from convkit.tokens import TokenCounter, count_tokens
 
 if TYPE_CHECKING:  # pragma: no cover - names resolved lazily at run time
-    pass
+    from convkit._retry import Backoff
+    from convkit.chat import (
+        ChatChunk,
+        ChatRequest,
+        ChatResponse,
+        Choice,
+        ChoiceDelta,
+        StreamAccumulator,
+        ToolCallDelta,
+        validate_params,
+    )
+    from convkit.client import AsyncChatClient, AsyncChatStream, ChatClient, ChatStream, Timeouts
 
 __version__ = "0.1.0"
 
 # Public names served from modules that are imported only when first asked for.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "AsyncChatClient": "convkit.client",
+    "AsyncChatStream": "convkit.client",
+    "Backoff": "convkit._retry",
+    "ChatChunk": "convkit.chat",
+    "ChatClient": "convkit.client",
+    "ChatRequest": "convkit.chat",
+    "ChatResponse": "convkit.chat",
+    "ChatStream": "convkit.client",
+    "Choice": "convkit.chat",
+    "ChoiceDelta": "convkit.chat",
+    "StreamAccumulator": "convkit.chat",
+    "Timeouts": "convkit.client",
+    "ToolCallDelta": "convkit.chat",
+    "validate_params": "convkit.chat",
+}
 
 __all__ = [
     "APIStatusError",
+    "AsyncChatClient",
+    "AsyncChatStream",
     "AudioPart",
     "AuthenticationError",
+    "Backoff",
     "BadRequestError",
+    "ChatChunk",
+    "ChatClient",
+    "ChatRequest",
+    "ChatResponse",
+    "ChatStream",
+    "Choice",
+    "ChoiceDelta",
     "ConflictError",
     "ConnectError",
     "ContentPart",
@@ -98,6 +134,7 @@ __all__ = [
     "RawPart",
     "SchemaVersionError",
     "StoreError",
+    "StreamAccumulator",
     "StreamError",
     "SummarizationError",
     "Summarize",
@@ -106,8 +143,10 @@ __all__ = [
     "TextPart",
     "ThreadNotFoundError",
     "TimeoutError",
+    "Timeouts",
     "TokenCounter",
     "ToolCall",
+    "ToolCallDelta",
     "TransportError",
     "TrimOldest",
     "UnknownModelError",
@@ -116,6 +155,7 @@ __all__ = [
     "Window",
     "count_tokens",
     "trim_messages",
+    "validate_params",
 ]
 
 
