@@ -43,7 +43,6 @@ def upgrade() -> None:
         sa.CheckConstraint("last_seq >= 0", name="ck_convkit_threads_last_seq"),
     )
     op.create_index("ix_convkit_threads_created", "convkit_threads", ["created_at", "id"])
-    op.create_index("ix_convkit_threads_updated", "convkit_threads", ["updated_at", "id"])
     op.create_index("ix_convkit_threads_parent", "convkit_threads", ["parent_id"])
     op.create_table(
         "convkit_messages",
@@ -98,6 +97,5 @@ def downgrade() -> None:
     op.drop_table("convkit_summaries")
     op.drop_table("convkit_messages")
     op.drop_index("ix_convkit_threads_parent", table_name="convkit_threads")
-    op.drop_index("ix_convkit_threads_updated", table_name="convkit_threads")
     op.drop_index("ix_convkit_threads_created", table_name="convkit_threads")
     op.drop_table("convkit_threads")
