@@ -47,6 +47,7 @@ __all__ = [
     "Counted",
     "Summarize",
     "Summary",
+    "SummaryLike",
     "SummaryRequest",
     "TrimOldest",
     "Window",
@@ -93,6 +94,21 @@ class Summary:
     model: str | None = None
 
 
+@runtime_checkable
+class SummaryLike(Protocol):
+    """What a policy reads from a summary: :class:`Summary` and the store's summaries both fit."""
+
+    @property
+    def text(self) -> str:
+        """The summary text."""
+        ...
+
+    @property
+    def covers_through_seq(self) -> int:
+        """The last ``seq`` the summary stands in for."""
+        ...
+
+
 @frozen(kw_only=True)
 class Window:
     """What a policy decided to send.
@@ -116,7 +132,7 @@ class Window:
     budget: int
     first_seq: int | None = None
     dropped: tuple[int, ...] = ()
-    summary: Summary | None = None
+    summary: SummaryLike | None = None
     summarized: tuple[int, ...] = ()
     truncated: bool = False
     error: SummarizationError | None = None
@@ -478,7 +494,7 @@ class ContextPolicy(Protocol):
         history: Sequence[HistoryItem],
         *,
         system: Sequence[MessageLike] = (),
-        summary: Summary | None = None,
+        summary: SummaryLike | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
     ) -> Window:
@@ -490,7 +506,7 @@ class ContextPolicy(Protocol):
         history: Sequence[HistoryItem],
         *,
         system: Sequence[MessageLike] = (),
-        summary: Summary | None = None,
+        summary: SummaryLike | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
     ) -> Window:
@@ -587,7 +603,7 @@ class TrimOldest:
         history: Sequence[HistoryItem],
         *,
         system: Sequence[MessageLike] = (),
-        summary: Summary | None = None,
+        summary: SummaryLike | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
     ) -> Window:
@@ -608,7 +624,7 @@ class TrimOldest:
         history: Sequence[HistoryItem],
         *,
         system: Sequence[MessageLike] = (),
-        summary: Summary | None = None,
+        summary: SummaryLike | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
     ) -> Window:
@@ -618,7 +634,7 @@ class TrimOldest:
         )
 
 
-def _summary_message(summary: Summary, role: str) -> Message:
+def _summary_message(summary: SummaryLike, role: str) -> Message:
     return Message(role=role, content=f"Summary of the earlier conversation:\n{summary.text}")
 
 
@@ -627,7 +643,7 @@ def _window(
     history: _History,
     *,
     system: Sequence[MessageLike],
-    summary: Summary | None,
+    summary: SummaryLike | None,
     tools: Sequence[Mapping[str, Any]] | None,
     budget: int,
     truncate: bool,
@@ -736,7 +752,7 @@ class Summarize:
         self,
         history: _History,
         system: Sequence[MessageLike],
-        summary: Summary | None,
+        summary: SummaryLike | None,
         tools: Sequence[Mapping[str, Any]] | None,
         budget: int,
     ) -> list[list[Counted]]:
@@ -746,16 +762,21 @@ class Summarize:
         hysteresis keeps below ``trigger`` x budget.
         """
         counter = self.counter
+        summary_tokens = (
+            counter.count_message(_summary_message(summary, self.summary_role))
+            if summary is not None
+            else 0
+        )
         fixed = (
             counter.info.reply_priming
             + counter.count_tools(tools)
             + sum(counter.count_message(as_message(m, i)) for i, m in enumerate(system))
-            + (summary.tokens if summary is not None else 0)
+            + summary_tokens
         )
         after = summary.covers_through_seq if summary is not None else None
         trigger_room = self.trigger * budget - fixed
         # What may stay after summarizing: target x budget, less the rewritten summary (capped).
-        goal = self.target * budget - fixed + (summary.tokens if summary is not None else 0)
+        goal = self.target * budget - fixed + summary_tokens
         goal -= self.max_summary_tokens + counter.info.tokens_per_message + 16
         acc = 0
         last_user: int | None = None
@@ -798,7 +819,7 @@ class Summarize:
             size += c.tokens
         return batches
 
-    def _request(self, previous: Summary | None, batch: list[Counted]) -> SummaryRequest:
+    def _request(self, previous: SummaryLike | None, batch: list[Counted]) -> SummaryRequest:
         return SummaryRequest(
             previous=previous.text if previous is not None else None,
             messages=tuple(c.message for c in batch),
@@ -826,7 +847,7 @@ class Summarize:
         self,
         history: _History,
         system: Sequence[MessageLike],
-        summary: Summary | None,
+        summary: SummaryLike | None,
         tools: Sequence[Mapping[str, Any]] | None,
         budget: int,
         summarized: tuple[int, ...],
@@ -852,7 +873,7 @@ class Summarize:
         history: Sequence[HistoryItem],
         *,
         system: Sequence[MessageLike] = (),
-        summary: Summary | None = None,
+        summary: SummaryLike | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
     ) -> Window:
@@ -885,7 +906,7 @@ class Summarize:
         history: Sequence[HistoryItem],
         *,
         system: Sequence[MessageLike] = (),
-        summary: Summary | None = None,
+        summary: SummaryLike | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
     ) -> Window:

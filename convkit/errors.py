@@ -10,6 +10,7 @@ The tree::
     ├── ContextOverflowError (ValueError)     even the minimal window does not fit the budget
     ├── SummarizationError                    a summarizer failed (reported, turn falls back)
     ├── StoreError                            persistence problems
+    │   ├── StoreValueError (ValueError)      a value the store refuses; nothing written
     │   ├── ThreadNotFoundError (KeyError)
     │   └── SchemaVersionError                database schema older/newer than this convkit
     └── TransportError                        anything that went wrong talking to the API
@@ -54,6 +55,7 @@ __all__ = [
     "RateLimitError",
     "SchemaVersionError",
     "StoreError",
+    "StoreValueError",
     "StreamError",
     "SummarizationError",
     "ThreadNotFoundError",
@@ -159,6 +161,23 @@ class SummarizationError(ConvkitError):
 
 class StoreError(ConvkitError):
     """Something went wrong in the persistence layer."""
+
+
+class StoreValueError(StoreError, ValueError):
+    """A value handed to the store cannot be stored; nothing was written.
+
+    Raised for metadata that is not JSON, too large, or looks like a credential; for a
+    malformed thread id, status or ``seq``; and for a malformed export file.
+
+    Attributes:
+        field: where the problem is, as a dotted path (``"metadata.user.api_key"``), or None.
+        reason: the problem, without the location.
+    """
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        self.reason = reason
+        self.field = field
+        super().__init__(f"{field}: {reason}" if field else reason)
 
 
 class ThreadNotFoundError(StoreError, KeyError):

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from attrs import field, frozen
 
-from convkit.errors import StoreError
+from convkit.errors import StoreValueError
 from convkit.messages import Message, Usage
 
 __all__ = [
@@ -40,23 +40,6 @@ Status = Literal["complete", "incomplete"]
 _STATUSES: frozenset[str] = frozenset({"complete", "incomplete"})
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-class StoreValueError(StoreError, ValueError):
-    """A value handed to the store cannot be stored; nothing was written.
-
-    Raised for metadata that is not JSON, too large, or looks like a credential; for a
-    malformed thread id, status or ``seq``; and for a malformed export file.
-
-    Attributes:
-        field: where the problem is, as a dotted path (``"metadata.user.api_key"``), or None.
-        reason: the problem, without the location.
-    """
-
-    def __init__(self, reason: str, *, field: str | None = None) -> None:
-        self.reason = reason
-        self.field = field
-        super().__init__(f"{field}: {reason}" if field else reason)
 
 
 # --------------------------------------------------------------------------- values
