@@ -6,6 +6,7 @@ code). Add a command by writing one such function and listing it there.
 
 Example::
 
+    $ convkit demo
     $ convkit db upgrade --url postgresql+psycopg://app@db/chat
     $ convkit db current
 """
@@ -94,8 +95,30 @@ def _register_db(subparsers: Subparsers) -> None:
     cur.set_defaults(handler=_db_current)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from convkit.demo import run_demo
+
+    return run_demo(database_url=args.url, max_prompt_tokens=args.budget)
+
+
+def _register_demo(subparsers: Subparsers) -> None:
+    demo = subparsers.add_parser(
+        "demo",
+        help="run an end-to-end conversation against convkit's loopback OpenAI-protocol server",
+    )
+    demo.add_argument(
+        "--url",
+        help="SQLAlchemy URL of the store (default: $CONVKIT_DATABASE_URL, else the SQLite file "
+        "in the user data directory)",
+    )
+    demo.add_argument(
+        "--budget", type=int, default=300, help="prompt-token budget (small, to show summaries)"
+    )
+    demo.set_defaults(handler=_demo)
+
+
 #: Functions that each add one subcommand (and its ``handler``) to the parser.
-COMMANDS: list[Callable[[Subparsers], None]] = [_register_db]
+COMMANDS: list[Callable[[Subparsers], None]] = [_register_db, _register_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
