@@ -17,16 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import best_of, table  # noqa: E402  (sets up offline tiktoken first)
+from _common import best_of, table
 
-import convkit  # noqa: E402
-from convkit import Message, TokenCounter  # noqa: E402
+import convkit
+from convkit import Message, TokenCounter
 
 MODEL = "gpt-4o"
-WORDS = (
-    "the quick brown fox jumps over a lazy dog while seven wizards quietly judge boxing matches "
-    "in Zürich, 2024: tokens, café, naïve, 東京, emoji 🎉 and code like print(x) or {'a': 1}"
-).split()
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "wizards", "quietly", "judge", "boxing", "matches", "in", "Zürich,", "2024:", "tokens,", "café,", "naïve,", "東京,", "emoji", "🎉", "and", "code", "like", "print(x)", "or", "{'a':", "1}"]
 
 
 def conversation(n: int = 1000, seed: int = 7) -> list[dict[str, str]]:
