@@ -31,7 +31,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, Union, runtime_checkable
 
 import attrs
@@ -866,6 +866,31 @@ class Summarize:
             error=error,
         )
 
+    # ---- the turn as a generator (no I/O): it yields summarizer requests, receives answers
+
+    def _steps(
+        self,
+        history: Sequence[HistoryItem],
+        system: Sequence[MessageLike],
+        summary: SummaryLike | None,
+        tools: Sequence[Mapping[str, Any]] | None,
+        reply_tokens: int | None,
+    ) -> Generator[SummaryRequest, Any, Window]:
+        counted = _History(history, self.counter)
+        budget = self.budget(reply_tokens)
+        current, error = summary, None
+        folded: list[int] = []
+        for batch in self._plan(counted, system, summary, tools, budget):
+            self.calls += 1
+            try:
+                answer = yield self._request(current, batch)
+                current = self._make_summary(answer, batch)
+            except Exception as exc:
+                error = _as_summarization_error(exc)
+                break
+            folded.extend(c.seq for c in batch)
+        return self._finish(counted, system, current, tools, budget, tuple(folded), error)
+
     # ---- sync and async shells
 
     def fit(
@@ -878,28 +903,26 @@ class Summarize:
         reply_tokens: int | None = None,
     ) -> Window:
         """Fit ``history``, summarizing first if the thread crossed the trigger."""
-        counted = _History(history, self.counter)
-        budget = self.budget(reply_tokens)
-        batches = self._plan(counted, system, summary, tools, budget)
-        current, error = summary, None
-        folded: list[int] = []
-        for batch in batches:
-            try:
-                self.calls += 1
-                result = self.summarizer(self._request(current, batch))
-                if inspect.isawaitable(result):
-                    close = getattr(result, "close", None)
-                    if close is not None:
-                        close()
-                    raise SummarizationError(
-                        "the summarizer is async: call afit() instead of fit()"
-                    )
-                current = self._make_summary(result, batch)
-                folded.extend(c.seq for c in batch)
-            except Exception as exc:
-                error = _as_summarization_error(exc)
-                break
-        return self._finish(counted, system, current, tools, budget, tuple(folded), error)
+        steps = self._steps(history, system, summary, tools, reply_tokens)
+        try:
+            request = next(steps)
+            while True:
+                try:
+                    answer = self.summarizer(request)
+                    if inspect.isawaitable(answer):
+                        close = getattr(answer, "close", None)
+                        if close is not None:
+                            close()  # never awaited: close it rather than leak a warning
+                        raise SummarizationError(
+                            "the summarizer is async: call afit() instead of fit()"
+                        )
+                except Exception as exc:
+                    request = steps.throw(exc)
+                else:
+                    request = steps.send(answer)
+        except StopIteration as done:
+            window: Window = done.value
+            return window
 
     async def afit(
         self,
@@ -911,23 +934,21 @@ class Summarize:
         reply_tokens: int | None = None,
     ) -> Window:
         """Async form of :meth:`fit`; the summarizer may be sync or async."""
-        counted = _History(history, self.counter)
-        budget = self.budget(reply_tokens)
-        batches = self._plan(counted, system, summary, tools, budget)
-        current, error = summary, None
-        folded: list[int] = []
-        for batch in batches:
-            try:
-                self.calls += 1
-                result = self.summarizer(self._request(current, batch))
-                if inspect.isawaitable(result):
-                    result = await result
-                current = self._make_summary(result, batch)
-                folded.extend(c.seq for c in batch)
-            except Exception as exc:
-                error = _as_summarization_error(exc)
-                break
-        return self._finish(counted, system, current, tools, budget, tuple(folded), error)
+        steps = self._steps(history, system, summary, tools, reply_tokens)
+        try:
+            request = next(steps)
+            while True:
+                try:
+                    answer = self.summarizer(request)
+                    if inspect.isawaitable(answer):
+                        answer = await answer
+                except Exception as exc:
+                    request = steps.throw(exc)
+                else:
+                    request = steps.send(answer)
+        except StopIteration as done:
+            window: Window = done.value
+            return window
 
 
 def _as_summarization_error(exc: Exception) -> SummarizationError:
