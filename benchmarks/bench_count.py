@@ -47,6 +47,12 @@ def main() -> None:
             n += 3 + len(enc.encode(m["role"])) + len(enc.encode(m["content"]))
         return n
 
+    def raw_tiktoken_ordinary() -> int:
+        n = 3
+        for m in msgs:
+            n += 3 + len(enc.encode_ordinary(m["role"])) + len(enc.encode_ordinary(m["content"]))
+        return n
+
     def convkit_dicts() -> int:
         return convkit.count_tokens(msgs, model=MODEL)
 
@@ -63,6 +69,7 @@ def main() -> None:
 
     contenders = [
         ("raw tiktoken (floor)", raw_tiktoken),
+        ("raw tiktoken, encode_ordinary", raw_tiktoken_ordinary),
         ("convkit count_tokens(dicts)", convkit_dicts),
         ("convkit TokenCounter, fresh (Messages)", convkit_messages_fresh),
         ("convkit TokenCounter, cached (Messages)", convkit_messages_cached),

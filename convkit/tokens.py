@@ -70,6 +70,7 @@ _ENUM_INIT = -3
 _ENUM_ITEM = 3
 _FUNC_END = 12
 _TOOL_CALL_OVERHEAD = 3
+_PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})
 
 
 class TokenCounter:
@@ -166,7 +167,33 @@ class TokenCounter:
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
             return n
+        fast = self._count_plain(message)
+        if fast is not None:
+            return fast
         return self._count_message(as_message(message))
+
+    def _count_plain(self, d: Any) -> int | None:
+        """Count the commonest wire shape, ``{"role", "content": str[, "name": str]}``, directly.
+
+        Such a dict is valid exactly when these checks pass, so building a Message for it would
+        only cost time; anything else returns None and takes the general path.
+        """
+        if type(d) is not dict or len(d) > 3:
+            return None
+        role = d.get("role")
+        content = d.get("content")
+        if role not in _PLAIN_ROLES or type(content) is not str:
+            return None
+        info = self.info
+        n = info.tokens_per_message + self._short(role) + self.count_text(content)
+        if len(d) == 3:
+            name = d.get("name")
+            if type(name) is not str:
+                return None
+            n += self._short(name) + info.tokens_per_name
+        elif len(d) != 2:
+            return None
+        return n
 
     def _count_message(self, m: Message) -> int:
         info = self.info
@@ -213,7 +240,11 @@ class TokenCounter:
         """Prompt tokens of ``messages`` alone (with reply priming, without tools)."""
         total = self.info.reply_priming
         for i, m in enumerate(messages):
-            total += self.count_message(m if isinstance(m, Message) else as_message(m, i))
+            if isinstance(m, Message):
+                total += self.count_message(m)
+                continue
+            fast = self._count_plain(m)
+            total += fast if fast is not None else self._count_message(as_message(m, i))
         return total
 
     def count(

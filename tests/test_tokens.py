@@ -187,3 +187,34 @@ def test_low_detail_is_base_only() -> None:
     msg = Message.user([ImagePart(url="https://example.com/cat.png", detail="low")])
     counter = TokenCounter("gpt-4o")
     assert counter.count_message(msg) - counter.count_message(Message.user("")) == 85
+
+
+def test_plain_dicts_count_like_messages() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tests.test_messages import wire_messages
+
+    counter = TokenCounter("gpt-4o")
+
+    @given(st.lists(wire_messages(), max_size=5))
+    @settings(max_examples=200, deadline=None)
+    def check(msgs: list[dict[str, object]]) -> None:
+        as_values = [Message.from_openai(m) for m in msgs]
+        assert counter.count(msgs) == TokenCounter("gpt-4o").count(as_values)
+
+    check()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"role": "user", "content": "x", "name": 3},
+        {"role": "tool", "content": "x"},
+        {"role": "robot", "content": "x"},
+        {"role": "user", "content": None},
+    ],
+)
+def test_plain_path_still_validates(bad: dict[str, object]) -> None:
+    with pytest.raises(convkit.InvalidMessageError):
+        count_tokens([bad], model="gpt-4o")
