@@ -37,7 +37,7 @@ from typing import Any, Protocol, TypeVar, Union, runtime_checkable
 import attrs
 from attrs import frozen
 
-from convkit.errors import ContextOverflowError, SummarizationError
+from convkit.errors import ContextOverflowError, InvalidRequestError, SummarizationError
 from convkit.messages import Message, MessageLike, TextPart, as_message
 from convkit.tokens import TokenCounter, _counter_for
 
@@ -208,6 +208,12 @@ def prompt_budget(
     )
     if reserve < 0:
         raise ValueError(f"the reply reserve must be >= 0, got {reserve}")
+    if reserve >= info.context_window:
+        raise InvalidRequestError(
+            f"the reply reserve ({reserve} tokens) leaves no room for a prompt in "
+            f"{info.name}'s {info.context_window}-token context window",
+            param="max_tokens",
+        )
     return math.floor((info.context_window - reserve) * (1.0 - info.safety_margin))
 
 
@@ -226,15 +232,16 @@ class _Unit:
 def _repair_groups(
     history: Sequence[Counted], counter: TokenCounter | None
 ) -> tuple[list[_Unit], list[int]]:
-    """Split history into units; repair or drop incomplete tool-call groups.
+    """Split history into units the API accepts; repair or drop incomplete tool-call groups.
+
+    The API pairs results with calls by position: an assistant message with ``tool_calls``
+    must be followed directly by the ``tool`` messages answering them. So a call's results
+    are the run of ``tool`` messages right after it with a matching id; a call left without
+    one (an aborted stream, a reused id answered elsewhere) is removed from its message, and
+    any other ``tool`` message is an orphan.
 
     Returns the units and the ``seq`` of entries removed as orphans.
     """
-    answered: set[str] = set()
-    for c in history:
-        if c.message.role == "tool" and c.message.tool_call_id:
-            answered.add(c.message.tool_call_id)
-
     units: list[_Unit] = []
     orphans: list[int] = []
     i, n = 0, len(history)
@@ -242,43 +249,30 @@ def _repair_groups(
         c = history[i]
         m = c.message
         if m.role == "tool":
-            orphans.append(c.seq)  # a result whose call is not in this history
+            orphans.append(c.seq)  # not directly after the call it answers
             i += 1
             continue
-        if m.role == "assistant" and m.tool_calls:
-            calls = m.tool_calls
-            kept_calls = tuple(tc for tc in calls if tc.id in answered)
-            if len(kept_calls) != len(calls):
-                repaired = _drop_calls(c, kept_calls, counter)
-                if repaired is None:
-                    orphans.append(history[i].seq)
-                    i += 1
-                    continue
-                c = repaired
-            pending = {tc.id for tc in kept_calls}
-            group = [c]
-            j = i + 1
-            # The unit runs through the last result of its calls (anything in between rides
-            # along, so order is kept and no result can be separated from its call).
-            while pending and j < n:
-                nxt = history[j]
-                group.append(nxt)
-                if nxt.message.role == "tool":
-                    pending.discard(nxt.message.tool_call_id or "")
-                j += 1
-            filtered = []
-            call_ids = {tc.id for tc in kept_calls}
-            for g in group:
-                gm = g.message
-                if gm.role == "tool" and gm.tool_call_id not in call_ids and g is not c:
-                    orphans.append(g.seq)  # a stray result inside the span
-                    continue
-                filtered.append(g)
-            units.append(_unit(filtered))
-            i = j
+        if not (m.role == "assistant" and m.tool_calls):
+            units.append(_unit([c]))
+            i += 1
             continue
-        units.append(_unit([c]))
-        i += 1
+        j = i + 1
+        while j < n and history[j].message.role == "tool":
+            j += 1
+        ids = {tc.id for tc in m.tool_calls}
+        results = [r for r in history[i + 1 : j] if r.message.tool_call_id in ids]
+        orphans.extend(r.seq for r in history[i + 1 : j] if r.message.tool_call_id not in ids)
+        answered = {r.message.tool_call_id for r in results}
+        kept_calls = tuple(tc for tc in m.tool_calls if tc.id in answered)
+        if len(kept_calls) != len(m.tool_calls):
+            repaired = _drop_calls(c, kept_calls, counter)
+            if repaired is None:
+                orphans.append(c.seq)  # nothing left of it: no text, no answered call
+                i = j
+                continue
+            c = repaired
+        units.append(_unit([c, *results]))
+        i = j
     return units, orphans
 
 
@@ -315,50 +309,37 @@ def _fit(
     counter: TokenCounter | None,
     truncate: bool,
 ) -> _Fit:
-    """Choose the newest whole units of ``history`` that fit in ``budget - prefix_tokens``."""
+    """Keep the newest turn whole, then the newest older units that fit the budget."""
     units, orphans = _repair_groups(history, counter)
     last_user = max((k for k, u in enumerate(units) if u.starts_user), default=None)
-    mandatory: set[int] = set()
-    if last_user is not None:
-        mandatory.add(last_user)
-    if units:
-        mandatory.add(len(units) - 1)
-    need = prefix_tokens + sum(units[k].tokens for k in mandatory)
+    # The newest user message and everything after it (the turn in progress, tool results
+    # included) is what the reply needs: it is sent whole or the request cannot be made.
+    first_mandatory = last_user if last_user is not None else len(units)
+    need = prefix_tokens + sum(u.tokens for u in units[first_mandatory:])
     truncated = False
     if need > budget:
         if not truncate or last_user is None:
             raise ContextOverflowError(
-                need, budget, "the system prompt and the newest turn do not fit"
+                need, budget, "the system prompt (and summary) and the newest turn do not fit"
             )
         units, need = _truncate_newest(units, last_user, need, budget, counter)
         truncated = True
         if need > budget:
             raise ContextOverflowError(need, budget, "even with the newest message truncated")
     room = budget - need
-    keep = set(mandatory)
-    for k in range(len(units) - 1, -1, -1):
-        if k in mandatory:
-            continue
-        if units[k].tokens > room:
-            break
-        keep.add(k)
-        room -= units[k].tokens
-    # Whole turns only: the kept history must begin on a user message.
-    order = sorted(keep)
-    while order and not units[order[0]].starts_user and (last_user is None or order[0] < last_user):
-        order.pop(0)
+    start = first_mandatory
+    while start > 0 and units[start - 1].tokens <= room:
+        start -= 1
+        room -= units[start].tokens
+    # Whole turns only: the kept history begins on a user message. (With no user message at
+    # all, nothing can open a valid window but system messages.)
+    while start < first_mandatory and not units[start].starts_user:
+        start += 1
     if last_user is None:
-        # No user message at all: keep only what can open a valid window.
-        while order and units[order[0]].entries[0].message.role in ("tool", "assistant"):
-            order.pop(0)
-    kept_set = set(order)
-    kept: list[Counted] = []
-    dropped: list[int] = list(orphans)
-    for k, u in enumerate(units):
-        if k in kept_set:
-            kept.extend(u.entries)
-        else:
-            dropped.extend(e.seq for e in u.entries)
+        while start < len(units) and units[start].entries[0].message.role in ("tool", "assistant"):
+            start += 1
+    kept = [e for u in units[start:] for e in u.entries]
+    dropped = [*orphans, *(e.seq for u in units[:start] for e in u.entries)]
     tokens = prefix_tokens + sum(c.tokens for c in kept)
     return _Fit(tuple(kept), tuple(sorted(dropped)), tokens, truncated)
 
@@ -889,7 +870,20 @@ class Summarize:
                 error = _as_summarization_error(exc)
                 break
             folded.extend(c.seq for c in batch)
-        return self._finish(counted, system, current, tools, budget, tuple(folded), error)
+        try:
+            return self._finish(counted, system, current, tools, budget, tuple(folded), error)
+        except ContextOverflowError as exc:
+            if current is summary:
+                raise  # the newest turn does not fit even without a new summary
+            # The new summary leaves no room for the newest turn: keep the previous one (or
+            # none), trim, and report it, as for any other summarization failure.
+            error = _as_summarization_error(
+                SummarizationError(
+                    f"the new summary does not fit beside the newest turn ({exc}); "
+                    "lower max_summary_tokens or raise the budget"
+                )
+            )
+            return self._finish(counted, system, summary, tools, budget, (), error)
 
     # ---- sync and async shells
 
