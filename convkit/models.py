@@ -13,6 +13,8 @@ they resolve to a fallback entry counted with ``o200k_base``, flagged ``exact=Fa
     import convkit.models
     convkit.models.register("llama-3.1-70b", context_window=131_072, max_output_tokens=8_192)
 
+Such an entry is still counted with ``o200k_base`` and flagged as an estimate (it keeps the 10%
+margin): only ``exact=True`` claims that the model's tokenizer and chat format are OpenAI's.
 The file form is a JSON list of objects with the same keyword names (``name`` required).
 """
 
@@ -251,8 +253,9 @@ class ModelRegistry:
 
         Unspecified figures come from the entry ``name`` currently resolves to (so registering
         ``"my-gpt-4o-proxy", context_window=64_000`` keeps gpt-4o's overheads if the name
-        resolves to it), or from the fallback. Registered entries count as exact unless
-        ``exact=False`` is given.
+        resolves to it), or from the fallback. ``exact`` and ``safety_margin`` also default to
+        that entry's: a model convkit does not know stays an estimate (10% margin) until you
+        pass ``exact=True`` — do so only when its tokenizer and chat format are OpenAI's.
         """
         if isinstance(name, ModelInfo):
             if figures:
@@ -262,7 +265,10 @@ class ModelRegistry:
         if not isinstance(name, str) or not name:
             raise ValueError("a model name must be a non-empty string")
         base = self.resolve(name)
-        figures.setdefault("exact", True)
+        # Counts are only as exact as the tokenizer and format behind them: a name that resolves
+        # to a known exact entry (an alias of gpt-4o, say) stays exact; a model convkit does not
+        # know keeps the fallback's estimate flag and margin unless the caller says otherwise.
+        figures.setdefault("exact", base.exact)
         figures.setdefault("safety_margin", 0.0 if figures["exact"] else base.safety_margin)
         figures.setdefault("source", "registered at run time")
         info = attrs.evolve(base, name=name, **figures)
@@ -307,6 +313,8 @@ class ModelRegistry:
         key = name.lower()
         if key in models:
             return _renamed(models[key], name)
+        if key.startswith("ft:"):
+            key = key[3:]  # fine-tuned: ft:<base>:<org>:<suffix>:<id>
         bare = key.rsplit("/", 1)[-1].split(":", 1)[0]
         if bare in models:
             return _renamed(models[bare], name)

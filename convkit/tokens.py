@@ -41,6 +41,7 @@ import json
 import math
 import struct
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -109,7 +110,9 @@ class TokenCounter:
         self.remote_image_size = remote_image_size
         self.file_part_tokens = file_part_tokens
         self._encoding: tiktoken.Encoding | None = None
-        self._cache: OrderedDict[int, tuple[Message, int]] = OrderedDict()
+        # id(message) -> (weak reference, count). Weak, so that remembering a count never keeps
+        # a message (a pasted document, a base64 image) alive.
+        self._cache: OrderedDict[int, tuple[weakref.ref[Message], int]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._small: dict[str, int] = {}
@@ -159,13 +162,18 @@ class TokenCounter:
         if isinstance(message, Message):
             key = id(message)
             hit = self._cache.get(key)
-            if hit is not None and hit[0] is message:
+            if hit is not None and hit[0]() is message:
                 return hit[1]
             n = self._count_message(message)
+            cache = self._cache
+
+            def forget(_: object, key: int = key) -> None:
+                cache.pop(key, None)
+
             with self._lock:
-                self._cache[key] = (message, n)
-                if len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+                cache[key] = (weakref.ref(message, forget), n)
+                if len(cache) > self._cache_size:
+                    cache.popitem(last=False)
             return n
         fast = self._count_plain(message)
         if fast is not None:
@@ -365,6 +373,8 @@ def image_dimensions(url: str) -> tuple[int, int] | None:
             dims = _sniff(base64.b64decode(payload))
     except (binascii.Error, ValueError, struct.error):
         return None
+    if dims is None or dims[0] <= 0 or dims[1] <= 0:
+        return None  # a header that claims no pixels tells nothing: treat the size as unknown
     return dims
 
 

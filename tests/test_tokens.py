@@ -218,3 +218,25 @@ def test_plain_dicts_count_like_messages() -> None:
 def test_plain_path_still_validates(bad: dict[str, object]) -> None:
     with pytest.raises(convkit.InvalidMessageError):
         count_tokens([bad], model="gpt-4o")
+
+
+def test_zero_size_data_image_counts_as_unknown_size() -> None:
+    counter = TokenCounter("gpt-4o")
+    zero = Message.user([ImagePart(url=_png(0, 0), detail="high")])
+    remote = Message.user([ImagePart(url="https://example.com/x.png", detail="high")])
+    assert counter.count_message(zero) == counter.count_message(remote)
+
+
+def test_remembered_counts_do_not_keep_messages_alive() -> None:
+    import gc
+    import weakref
+
+    counter = TokenCounter("gpt-4o")
+    m = Message.user("a long pasted document " * 1000)
+    ref = weakref.ref(m)
+    first = counter.count_message(m)
+    assert counter.count_message(m) == first
+    del m
+    gc.collect()
+    assert ref() is None
+    assert len(counter._cache) == 0
