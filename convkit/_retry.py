@@ -21,12 +21,14 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
 
 def is_retryable_status(status: int, headers: Mapping[str, str] | None = None) -> bool:
-    """True for 408, 409, 429 and 5xx; an ``x-should-retry`` header from the server wins."""
+    """True for 408, 409, 429 and 5xx, unless the server sent ``x-should-retry: false``.
+
+    The header can only hold a retry back: ``x-should-retry: true`` does not make any other
+    status retryable, because a 400, 401, 403, 404 or 422 fails the same way every time.
+    """
     if headers is not None:
         hint = headers.get("x-should-retry")
-        if hint == "true":
-            return True
-        if hint == "false":
+        if hint is not None and hint.strip().lower() == "false":
             return False
     return status in RETRYABLE_STATUSES or status >= 500
 

@@ -33,10 +33,16 @@ def test_other_4xx_are_never_retried(status: int) -> None:
     assert not is_retryable_status(status)
 
 
-def test_server_hint_overrides_the_status() -> None:
+def test_server_hint_can_only_hold_a_retry_back() -> None:
     assert not is_retryable_status(503, {"x-should-retry": "false"})
-    assert is_retryable_status(400, {"x-should-retry": "true"})
+    assert not is_retryable_status(429, {"x-should-retry": " False "})
+    assert is_retryable_status(503, {"x-should-retry": "true"})
     assert is_retryable_status(503, {"x-should-retry": "maybe"})
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 413, 422])
+def test_should_retry_true_does_not_make_other_4xx_retryable(status: int) -> None:
+    assert not is_retryable_status(status, {"x-should-retry": "true"})
 
 
 def test_exponential_backoff_is_capped() -> None:
@@ -128,6 +134,34 @@ def test_x_should_retry_false_stops_retries(driver: Driver) -> None:
     driver.server.enqueue(Reply.error(503, headers={"x-should-retry": "false"}), Reply.text("x"))
     with pytest.raises(InternalServerError):
         driver.complete()
+    assert len(driver.server.requests) == 1
+    driver.server.reset()
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_x_should_retry_true_does_not_retry_other_4xx(driver: Driver, status: int) -> None:
+    driver.server.enqueue(
+        Reply.error(status, headers={"x-should-retry": "true"}), Reply.text("never")
+    )
+    with pytest.raises(Exception) as info:
+        driver.complete(client={"max_retries": 3})
+    assert getattr(info.value, "status_code", None) == status
+    assert len(driver.server.requests) == 1 and driver.sleeps == []
+    driver.server.reset()
+
+
+def test_x_should_retry_true_keeps_5xx_retried(driver: Driver) -> None:
+    driver.server.enqueue(
+        Reply.error(503, headers={"x-should-retry": "true"}), Reply.text("second")
+    )
+    assert driver.complete().text == "second"
+    assert len(driver.server.requests) == 2
+
+
+def test_stream_x_should_retry_true_does_not_retry_a_400(driver: Driver) -> None:
+    driver.server.enqueue(Reply.error(400, headers={"x-should-retry": "true"}), Reply.text("x"))
+    res = driver.stream(client={"max_retries": 3})
+    assert isinstance(res.error, BadRequestError)
     assert len(driver.server.requests) == 1
     driver.server.reset()
 
