@@ -262,7 +262,10 @@ class AsyncStore:
     async def window(
         self, thread_id: str, budget: int, *, include_incomplete: bool = True
     ) -> list[StoredMessage]:
-        """The newest messages whose token counts fit ``budget`` (see ``Store.window``)."""
+        """The newest user turn, whatever its size, then older messages fitting ``budget``.
+
+        See :meth:`Store.window <convkit.store.Store.window>`.
+        """
         op = self._base._prepare_window(thread_id, budget, include_incomplete)
         return await self._run(op, write=False)
 

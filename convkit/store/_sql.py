@@ -379,14 +379,24 @@ def walk_newest_first(
     *,
     after_seq: int = 0,
     first_page: int = _FIRST_PAGE,
+    below: int | None = None,
 ) -> Op[None]:
-    """Feed rows newest-first to ``visit`` (in growing pages) until it returns False."""
+    """Feed rows newest-first to ``visit`` (in growing pages) until it returns False.
+
+    ``below`` starts the walk at that ``seq`` (inclusive) instead of at the newest row.
+    """
     page = first_page
-    for segment in segments:
-        below: int | None = None
+    for i, segment in enumerate(segments):
+        # A segment's own rows all lie above the next (older) segment's cap: skip it whole
+        # when the walk starts below that.
+        if below is not None and i + 1 < len(segments):
+            floor = segments[i + 1].cap
+            if floor is not None and below <= floor:
+                continue
+        upper = below
         while True:
             rows = (
-                (yield _page(segment, below=below, above=after_seq, limit=page, desc=True))
+                (yield _page(segment, below=upper, above=after_seq, limit=page, desc=True))
                 .scalars()
                 .all()
             )
@@ -395,7 +405,7 @@ def walk_newest_first(
                     return
             if len(rows) < page:
                 break
-            below = rows[-1].seq - 1
+            upper = rows[-1].seq - 1
             page = _grow(page)
 
 
@@ -431,6 +441,26 @@ def messages(
     return out
 
 
+def _newest_user_seq(
+    segments: Sequence[Segment], below: int, *, include_incomplete: bool
+) -> Op[int | None]:
+    """The ``seq`` of the newest user message below ``below``, or None (one query a segment)."""
+    for segment in segments:
+        stmt = select(MessageRow.seq).where(
+            MessageRow.thread_id == segment.thread_id,
+            MessageRow.role == "user",
+            MessageRow.seq < below,
+        )
+        if segment.cap is not None:
+            stmt = stmt.where(MessageRow.seq <= segment.cap)
+        if not include_incomplete:
+            stmt = stmt.where(MessageRow.status == "complete")
+        seq = (yield Q(stmt.order_by(MessageRow.seq.desc()).limit(1))).scalar()
+        if seq is not None:
+            return int(seq)
+    return None
+
+
 def window(
     thread_id: str,
     budget: int,
@@ -438,14 +468,33 @@ def window(
     include_incomplete: bool,
     recount: Callable[[StoredMessage], StoredMessage],
 ) -> Op[list[StoredMessage]]:
-    """The newest messages whose tokens fit ``budget``, tool groups whole (see ``_window``)."""
+    """The newest user turn, whatever its size, then older whole units that fit ``budget``.
+
+    Rows are read newest-first in pages (see ``_window``). When the budget runs out before a
+    user message is seen, one query finds the newest user message further back: if there is
+    one, the walk goes on down to it (all of it belongs to the window); if there is none, the
+    window is what fitted. Either way only the window's rows are read.
+    """
     _, segments = yield from lineage(thread_id)
     builder = WindowBuilder(budget, include_incomplete=include_incomplete)
+    last_seq = 0
 
     def visit(r: MessageRow) -> bool:
+        nonlocal last_seq
+        last_seq = r.seq
         return builder.feed(recount(message_from_row(r, thread_id)))
 
     yield from walk_newest_first(segments, visit)
+    if builder.needs_anchor:
+        anchor = yield from _newest_user_seq(
+            segments, last_seq, include_incomplete=include_incomplete
+        )
+        if anchor is not None:
+            builder.anchor_exists()
+            # One page reaches the anchor and the message before it; more only for tool results.
+            yield from walk_newest_first(
+                segments, visit, below=last_seq - 1, first_page=last_seq - anchor + 1
+            )
     return builder.finish()
 
 

@@ -260,12 +260,16 @@ class Store:
     def window(
         self, thread_id: str, budget: int, *, include_incomplete: bool = True
     ) -> list[StoredMessage]:
-        """The newest messages whose token counts sum to at most ``budget``, chronological.
+        """The newest user turn, then the older messages that fit ``budget``, chronological.
 
-        Reads newest-first and stops at the first unit that does not fit; tool-call groups are
-        kept or dropped whole, groups missing a result are left out, and the window starts on
-        a user (or system) message. The budget covers the messages only: the system prompt,
-        a summary and reply priming are the caller's to subtract.
+        The newest user turn (every message from the newest ``user`` message to the end) is
+        always included, even when it alone exceeds ``budget``: the caller's context policy
+        decides whether to truncate it or raise :class:`~convkit.ContextOverflowError`. Older
+        messages are added newest-first while they fit, stopping at the first unit that does
+        not. Tool-call groups are kept or dropped whole, groups missing a result are left out,
+        and the window starts on a user (or system) message. A thread without a user message
+        gets only what fits. The budget covers the messages only: the system prompt, a summary
+        and reply priming are the caller's to subtract. Only the window's rows are read.
         """
         op = self._base._prepare_window(thread_id, budget, include_incomplete)
         return self._run(op, write=False)

@@ -91,3 +91,23 @@ async def test_async_and_sync_see_the_same_data(store_url: URL) -> None:
             "from sync",
             "from async",
         ]
+
+
+async def test_async_window_keeps_the_newest_turn(store_url: URL, counter: Any) -> None:
+    async with AsyncStore(store_url, counter=counter) as store:
+        thread = await store.create_thread()
+        await store.append_many(
+            thread.id,
+            [
+                NewMessage(message=Message.user("old"), tokens=10),
+                NewMessage(message=Message.assistant("old answer"), tokens=10),
+                NewMessage(message=Message.user("new"), tokens=10),
+            ]
+            + [NewMessage(message=Message.assistant(f"step {i}"), tokens=10) for i in range(80)],
+        )
+        window = await store.window(thread.id, 50)
+        assert [m.seq for m in window] == list(range(3, 84))
+        assert window[0].message.text == "new"
+        empty = await store.create_thread()
+        await store.append(empty.id, Message.assistant("no user here"), tokens=10)
+        assert await store.window(empty.id, 5) == []

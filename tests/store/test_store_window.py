@@ -1,4 +1,4 @@
-"""window(): newest-first, stops at the budget, tool groups whole, starts on a user turn."""
+"""window(): the newest user turn always, then older units while they fit; tool groups whole."""
 
 from __future__ import annotations
 
@@ -35,11 +35,24 @@ def result(call_id: str) -> Message:
     return Message.tool("ok", tool_call_id=call_id)
 
 
+def _is_anchor(m: StoredMessage, include_incomplete: bool) -> bool:
+    return m.message.role == "user" and (include_incomplete or m.status == "complete")
+
+
 def fit(history: list[StoredMessage], budget: int, **kw: Any) -> list[int]:
+    """Drive a builder the way the store does, answering its question about older users."""
     builder = WindowBuilder(budget, **kw)
-    for m in reversed(history):
-        if not builder.feed(m):
-            break
+    include_incomplete = kw.get("include_incomplete", True)
+    newest_first = history[::-1]
+    for i, m in enumerate(newest_first):
+        if builder.feed(m):
+            continue
+        if builder.needs_anchor and any(
+            _is_anchor(o, include_incomplete) for o in newest_first[i + 1 :]
+        ):
+            builder.anchor_exists()
+            continue
+        break
     return [m.seq for m in builder.finish()]
 
 
@@ -48,13 +61,15 @@ def test_keeps_newest_that_fit_and_starts_on_user() -> None:
     assert fit(h, 100) == list(range(1, 11))
     assert fit(h, 40) == [7, 8, 9, 10]
     assert fit(h, 49) == [7, 8, 9, 10]  # 6 would fit but is an assistant turn: dropped
-    assert fit(h, 5) == []
+    assert fit(h, 5) == [9, 10]  # the newest user turn, over budget
 
 
 def test_stops_at_first_unit_that_does_not_fit() -> None:
     h = [sm(1, Message.user("a"), 1), sm(2, Message.user("big"), 100), sm(3, Message.user("c"), 10)]
     # seq 1 would fit on its own, but the walk stops at seq 2: no holes in a window
     assert fit(h, 15) == [3]
+    assert fit(h, 105) == [3]
+    assert fit(h, 111) == [1, 2, 3]
 
 
 def test_tool_group_is_whole_or_absent() -> None:
@@ -71,6 +86,9 @@ def test_tool_group_is_whole_or_absent() -> None:
     # so the group (an assistant turn) is dropped from the front as well
     assert fit(h, 50) == [6]
     assert fit(h, 25) == [6]
+    # when the newest turn is the group's turn, it is kept whole, however small the budget
+    assert fit(h[:5], 25) == [1, 2, 3, 4, 5]
+    assert fit(h[:5], 0) == [1, 2, 3, 4, 5]
 
 
 def test_incomplete_group_and_orphans_are_left_out() -> None:
@@ -130,12 +148,13 @@ def test_store_window_matches_the_builder(store: Store) -> None:
     thread = store.create_thread()
     _history(store, thread.id, 40)
     everything = store.messages(thread.id)
+    newest_turn = 40  # seq 37-40: user, call, result, answer; 10 tokens each
     for budget in (0, 9, 10, 35, 40, 45, 100, 399, 400, 10_000):
         got = [m.seq for m in store.window(thread.id, budget)]
         assert got == fit(everything, budget), budget
-        assert sum(m.tokens for m in store.window(thread.id, budget)) <= budget
-        if got:
-            assert everything[got[0] - 1].message.role == "user"
+        assert got[-4:] == [37, 38, 39, 40]
+        assert sum(m.tokens for m in store.window(thread.id, budget)) <= max(budget, newest_turn)
+        assert everything[got[0] - 1].message.role == "user"
 
 
 def test_window_reads_a_bounded_number_of_rows(store: Store) -> None:
@@ -176,7 +195,154 @@ def test_window_recounts_rows_counted_with_another_encoding(store_url: Any) -> N
 
 
 @pytest.mark.parametrize("budget", [0, 1])
-def test_tiny_budget_gives_empty_window(store: Store, budget: int) -> None:
+def test_tiny_budget_still_gives_the_newest_user_turn(store: Store, budget: int) -> None:
     thread = store.create_thread()
+    store.append(thread.id, Message.assistant("welcome"))
     store.append(thread.id, Message.user("hello there"))
-    assert store.window(thread.id, budget) == []
+    window = store.window(thread.id, budget)
+    assert [(m.seq, m.role) for m in window] == [(2, "user")]
+    assert window[0].tokens > budget
+
+
+def test_incomplete_user_message_is_not_the_anchor_when_excluded() -> None:
+    h = [
+        sm(1, Message.user("q1")),
+        sm(2, Message.assistant("a")),
+        sm(3, Message.user("q2, cut short"), 50, status="incomplete"),
+    ]
+    assert fit(h, 5) == [3]
+    assert fit(h, 5, include_incomplete=False) == [1, 2]
+
+
+def test_without_any_user_message_only_what_fits() -> None:
+    h = [
+        sm(1, Message.system("s")),
+        sm(2, Message.assistant("a")),
+        sm(3, Message.assistant("b"), 30),
+    ]
+    assert fit(h, 100) == [1, 2, 3]
+    # nothing is mandatory: 3 fits, 2 does not, and a window never starts on an assistant
+    assert fit(h, 35) == []
+    assert fit(h, 5) == []
+    builder = WindowBuilder(5)
+    assert builder.feed(h[2]) is False
+    assert builder.needs_anchor
+    assert builder.finish() == []
+
+
+def _seqs(window: list[StoredMessage]) -> list[int]:
+    return [m.seq for m in window]
+
+
+def test_newest_turn_over_budget_is_kept_whole(store: Store) -> None:
+    # The review's repro: the newest user message alone exceeds the budget.
+    thread = store.create_thread()
+    store.append(thread.id, Message.user("hi"))
+    store.append(thread.id, Message.assistant("hello"))
+    store.append(thread.id, Message.user("word " * 9000))
+    window = store.window(thread.id, 8000)
+    assert [(m.seq, m.role) for m in window] == [(3, "user")]
+    assert window[0].tokens > 8000
+    # a user message that fits, followed by a tool group that does not: the turn stays whole
+    other = store.create_thread()
+    store.append_many(
+        other.id,
+        [
+            NewMessage(message=Message.user("old"), tokens=10),
+            NewMessage(message=Message.assistant("old answer"), tokens=10),
+            NewMessage(message=Message.user("new"), tokens=10),
+            NewMessage(message=call("a"), tokens=10),
+            NewMessage(message=result("a"), tokens=500),
+            NewMessage(message=Message.assistant("done"), tokens=10),
+            NewMessage(message=call("b"), tokens=10),  # still running: left out
+        ],
+    )
+    assert _seqs(store.window(other.id, 100)) == [3, 4, 5, 6]
+    assert _seqs(store.window(other.id, 549)) == [3, 4, 5, 6]
+    assert _seqs(store.window(other.id, 550)) == [1, 2, 3, 4, 5, 6]
+
+
+def test_thread_without_user_message_keeps_what_fits(store: Store) -> None:
+    thread = store.create_thread()
+    store.append_many(
+        thread.id,
+        [
+            NewMessage(message=Message.system("rules"), tokens=10),
+            NewMessage(message=Message.assistant("a"), tokens=10),
+            NewMessage(message=Message.assistant("b"), tokens=10),
+        ],
+    )
+    assert _seqs(store.window(thread.id, 30)) == [1, 2, 3]
+    assert _seqs(store.window(thread.id, 25)) == []
+    assert store.window(thread.id, 0) == []
+
+
+def _message_statements(store: Store) -> list[str]:
+    statements: list[str] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def _record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM convkit_messages" in statement:
+            statements.append(statement)
+
+    return statements
+
+
+def test_long_newest_turn_reads_only_the_window(store: Store) -> None:
+    thread = store.create_thread()
+    batch = [NewMessage(message=Message.user(f"q{i}"), tokens=10) for i in range(500)]
+    batch.append(NewMessage(message=Message.user("the question"), tokens=10))  # seq 501
+    batch += [NewMessage(message=Message.assistant(f"step {i}"), tokens=10) for i in range(1500)]
+    store.append_many(thread.id, batch)
+    statements = _message_statements(store)
+    window = store.window(thread.id, 100)
+    assert _seqs(window) == list(range(501, 2002))
+    assert all("LIMIT" in s and "ORDER BY convkit_messages.seq DESC" in s for s in statements)
+    # the first page, the query for the newest user message, one page down to it
+    assert len(statements) == 3
+    statements.clear()
+    read: list[int] = []
+    original = store._base._recount
+
+    def counting(stored: StoredMessage) -> StoredMessage:
+        read.append(stored.seq)
+        return original(stored)
+
+    store._base._recount = counting  # type: ignore[method-assign]
+    store.window(thread.id, 100)
+    assert min(read) >= 500  # only the window and the message right before it
+    assert len(read) == len(set(read))
+
+
+def test_no_user_message_in_a_long_thread_reads_one_page(store: Store) -> None:
+    thread = store.create_thread()
+    store.append_many(
+        thread.id, [NewMessage(message=Message.assistant(str(i)), tokens=10) for i in range(3000)]
+    )
+    statements = _message_statements(store)
+    assert store.window(thread.id, 100) == []
+    assert len(statements) == 2  # one page of 64 rows, then the query for a user message
+    assert "LIMIT" in statements[1] and "role" in statements[1]
+
+
+def test_newest_turn_spanning_a_fork(store: Store) -> None:
+    parent = store.create_thread()
+    store.append_many(
+        parent.id,
+        [
+            NewMessage(message=Message.user("p1"), tokens=10),
+            NewMessage(message=Message.assistant("p2"), tokens=10),
+            NewMessage(message=Message.user("p3"), tokens=10),
+            NewMessage(message=Message.assistant("p4 (not shared)"), tokens=10),
+        ],
+    )
+    child = store.fork(parent.id, at_seq=3)
+    store.append_many(
+        child.id, [NewMessage(message=Message.assistant(f"c{i}"), tokens=10) for i in range(100)]
+    )
+    window = store.window(child.id, 50)
+    assert _seqs(window) == list(range(3, 104))
+    assert window[0].message.text == "p3" and all(m.thread_id == child.id for m in window)
+    grandchild = store.fork(child.id)
+    store.append(grandchild.id, Message.assistant("g"), tokens=10)
+    assert _seqs(store.window(grandchild.id, 0)) == list(range(3, 105))
