@@ -199,7 +199,7 @@ def error_from_event(data: str, *, request_id: str | None = None) -> APIStatusEr
     """
     try:
         body: Any = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to decode
         body = data
     status = 500
     err = body.get("error") if isinstance(body, dict) else None
@@ -294,7 +294,7 @@ class ChatEventDecoder:
                 break
             try:
                 obj = loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deeply to decode
                 if at_eof:
                     self.failure = StreamError(
                         "the stream ended in the middle of an event (truncated)"

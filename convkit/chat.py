@@ -329,6 +329,32 @@ def _message_from_wire(d: Any) -> Message:
     return Message.from_openai(d)
 
 
+def _finish_reason(value: Any) -> str | None:
+    """A wire ``finish_reason``: a string or absent; anything else is a :class:`ValueError`.
+
+    The same rule holds for a complete body and for a stream's chunks.
+    """
+    if value is None or type(value) is str:
+        return value
+    raise ValueError(f"'finish_reason' must be a string, got {_type_name(value)}")
+
+
+def _usage(value: Any) -> Usage | None:
+    """A wire ``usage``: an object of token counts or absent; anything else is a ValueError.
+
+    Whatever :meth:`Usage.from_openai` raises on ill-typed counts (a list, an object,
+    ``Infinity``) becomes a :class:`ValueError`, so parsers keep their documented contract.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"'usage' must be an object, got {_type_name(value)}")
+    try:
+        return Usage.from_openai(value)
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise ValueError(f"malformed 'usage': {exc}") from exc
+
+
 _CHOICE_KEYS = frozenset({"index", "message", "finish_reason"})
 _RESPONSE_KEYS = frozenset({"id", "model", "created", "choices", "usage", "object"})
 
@@ -345,12 +371,16 @@ class Choice:
 
     @classmethod
     def from_openai(cls, d: Mapping[str, Any]) -> Choice:
-        """Build from one element of a response's ``choices``."""
+        """Build from one element of a response's ``choices``.
+
+        Raises:
+            ValueError: the message is not valid, or ``finish_reason`` is not a string.
+        """
         index = d.get("index", 0)
         return cls(
             index=index if _is_int(index) else 0,
             message=_message_from_wire(d.get("message")),
-            finish_reason=d.get("finish_reason"),
+            finish_reason=_finish_reason(d.get("finish_reason")),
             extra={k: v for k, v in d.items() if k not in _CHOICE_KEYS},
         )
 
@@ -402,7 +432,9 @@ class ChatResponse:
         """Parse a ``chat.completion`` body.
 
         Raises:
-            ValueError: the body is not a chat completion (no ``choices`` list, bad message).
+            ValueError: the body is not a chat completion (no ``choices`` list, bad message,
+                a ``finish_reason`` that is not a string, a ``usage`` that is not an object of
+                token counts).
         """
         if not isinstance(d, Mapping):
             raise ValueError(f"expected a JSON object, got {_type_name(d)}")
@@ -412,7 +444,7 @@ class ChatResponse:
         choices = tuple(
             Choice.from_openai(c if isinstance(c, Mapping) else {}) for c in raw_choices
         )
-        usage = d.get("usage")
+        usage = _usage(d.get("usage"))
         created = d.get("created")
         first = min(choices, key=lambda c: c.index)
         return cls(
@@ -421,7 +453,7 @@ class ChatResponse:
             created=created if _is_int(created) else None,
             message=first.message,
             finish_reason=first.finish_reason,
-            usage=Usage.from_openai(usage) if isinstance(usage, Mapping) else None,
+            usage=usage,
             choices=choices,
             extra={k: v for k, v in d.items() if k not in _RESPONSE_KEYS},
         )
@@ -541,7 +573,8 @@ class ChatChunk:
         """Wrap one decoded chunk object (the JSON of one ``data:`` line), checking its shape.
 
         Raises:
-            ValueError: the object is not shaped like a chunk.
+            ValueError: the object is not shaped like a chunk (this includes a ``finish_reason``
+                that is not a string and a ``usage`` that is not an object of token counts).
         """
         if not isinstance(d, Mapping):
             raise ValueError(f"expected a JSON object, got {_type_name(d)}")
@@ -555,6 +588,8 @@ class ChatChunk:
                 delta = c.get("delta")
                 if delta is not None and type(delta) is not dict:
                     raise ValueError("'delta' must be an object")
+                _finish_reason(c.get("finish_reason"))
+        _usage(d.get("usage"))
         return cls(MappingProxyType(d) if type(d) is dict else d)
 
     def __repr__(self) -> str:
@@ -595,7 +630,7 @@ class ChatChunk:
     def usage(self) -> Usage | None:
         """Token usage, on the final chunk when ``stream_options.include_usage`` was set."""
         usage = self.raw.get("usage")
-        return Usage.from_openai(usage) if isinstance(usage, Mapping) else None
+        return _usage(usage) if isinstance(usage, Mapping) else None
 
 
 # --------------------------------------------------------------------------- accumulator
@@ -747,8 +782,9 @@ class StreamAccumulator:
         """Add one chunk.
 
         Raises:
-            ValueError: the chunk is malformed (a misshapen ``choices`` list or a delta field of
-                the wrong type); the chunks fed before it stay accumulated.
+            ValueError: the chunk is malformed (a misshapen ``choices`` list, a delta field or
+                ``finish_reason`` of the wrong type, a ``usage`` that is not an object of token
+                counts); the chunks fed before it stay accumulated.
         """
         raw = chunk.raw
         if not isinstance(raw, Mapping):
@@ -778,9 +814,7 @@ class StreamAccumulator:
             self._created = created if type(created) is int else None
         usage = raw.get("usage")
         if usage is not None:
-            if not isinstance(usage, Mapping):
-                raise ValueError("'usage' must be an object")
-            self._usage = Usage.from_openai(usage)
+            self._usage = _usage(usage)
         choices = raw.get("choices")
         if self.chunks <= 2 or not choices or usage is not None:
             # Top-level extras (system_fingerprint, Azure's prompt_filter_results) come with the
@@ -830,7 +864,7 @@ class StreamAccumulator:
                         state.add_extra(key, value)
             finish = c.get("finish_reason")
             if finish is not None:
-                state.finish = _need_str(finish, "finish_reason")
+                state.finish = _finish_reason(finish)
             logprobs = c.get("logprobs")
             if logprobs is not None:
                 state.add_logprobs(logprobs)

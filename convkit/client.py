@@ -65,6 +65,13 @@ logger = logging.getLogger("convkit.client")
 #: Used when neither ``base_url`` nor ``OPENAI_BASE_URL`` is given.
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
+# What parsing a server's JSON into values may raise when a field has the wrong type or an
+# absurd value (``"usage": {"prompt_tokens": [1]}``, ``Infinity``): the parsers document
+# ValueError, but a server's answer must never surface as a raw TypeError or OverflowError.
+_PARSE_ERRORS = (TypeError, ValueError, ArithmeticError)
+# What json.loads raises on text that is not JSON, or nested too deeply to decode.
+_JSON_ERRORS = (ValueError, RecursionError)
+
 
 def _seconds(value: float | None, name: str) -> float | None:
     if value is None:
@@ -246,7 +253,7 @@ class BaseChatClient:
         body: Any
         try:
             body = json.loads(raw) if raw else None
-        except ValueError:
+        except _JSON_ERRORS:
             body = raw.decode("utf-8", "replace")
         body = self._redact(body)
         request_id = response.headers.get("x-request-id")
@@ -272,7 +279,7 @@ class BaseChatClient:
         request_id = response.headers.get("x-request-id")
         try:
             body = json.loads(response.content)
-        except ValueError:
+        except _JSON_ERRORS:
             err = TransportError(
                 f"HTTP {response.status_code} from {self._url}: the body is not JSON"
             )
@@ -282,12 +289,12 @@ class BaseChatClient:
             raise error_from_event(json.dumps(self._redact(body)), request_id=request_id)
         try:
             return ChatResponse.from_openai(body)
-        except ValueError as exc:
+        except _PARSE_ERRORS as exc:
             err = TransportError(
                 f"HTTP {response.status_code} from {self._url}: not a chat completion ({exc})"
             )
             err.request_id = request_id
-            raise err from None
+            raise self._scrub(err) from None
 
     def _transport_error(self, exc: Exception) -> tuple[TransportError, bool]:
         """Map an httpx exception to convkit's tree; the flag says whether a retry may help."""
@@ -378,7 +385,8 @@ class _StreamCore:
             try:
                 for obj in objs:
                     append(feed(obj))
-            except ValueError as exc:
+            except _PARSE_ERRORS as exc:
+                # The chunks before the bad one stay in ``chunks``: the caller gets them first.
                 self.fail(StreamError(f"malformed chunk: {exc}"), False)
         if self.events.failure is not None or self.error is not None:
             self._settle()
@@ -454,7 +462,7 @@ class _BaseStream:
         """The error for a 2xx stream answer that is not an event stream."""
         try:
             body = json.loads(response.content)
-        except ValueError:
+        except _JSON_ERRORS:
             body = None
         if isinstance(body, dict) and body.get("error"):
             return error_from_event(
