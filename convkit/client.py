@@ -495,9 +495,16 @@ def _default_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _identity_encoded(response: httpx.Response) -> bool:
-    # Event streams are almost never compressed; reading the raw bytes then skips httpx's
-    # per-piece decoding layer. A compressed stream still goes through it.
+def _reads_raw(response: httpx.Response) -> bool:
+    """Whether to read the body with ``iter_raw`` rather than ``iter_bytes``.
+
+    Event streams are almost never compressed; reading the raw bytes then skips httpx's
+    per-piece decoding layer. A compressed stream still goes through it, and so does a body a
+    transport has already read into memory (``httpx.MockTransport`` with ``content=``, respx,
+    caching transports): ``iter_raw`` refuses such a response, ``iter_bytes`` replays it.
+    """
+    if response.is_stream_consumed:
+        return False
     encoding: str = response.headers.get("content-encoding", "identity")
     return encoding.strip().lower() == "identity"
 
@@ -711,8 +718,8 @@ class ChatStream(_BaseStream):
                 if response.status_code < 400 and _is_event_stream(response):
                     self._http_response = response
                     self._after_open(response)
-                    plain = _identity_encoded(response)
-                    self._bytes = response.iter_raw() if plain else response.iter_bytes()
+                    raw = _reads_raw(response)
+                    self._bytes = response.iter_raw() if raw else response.iter_bytes()
                     return
                 try:
                     response.read()
@@ -966,8 +973,8 @@ class AsyncChatStream(_BaseStream):
                 if response.status_code < 400 and _is_event_stream(response):
                     self._http_response = response
                     self._after_open(response)
-                    plain = _identity_encoded(response)
-                    self._bytes = response.aiter_raw() if plain else response.aiter_bytes()
+                    raw = _reads_raw(response)
+                    self._bytes = response.aiter_raw() if raw else response.aiter_bytes()
                     return
                 try:
                     await response.aread()
