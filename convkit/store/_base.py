@@ -20,6 +20,9 @@ from convkit.store import _sql
 from convkit.store._engine import display_url, resolve_url
 from convkit.store._jsonl import parse_export
 from convkit.store._values import (
+    MAX_ENCODING_LENGTH,
+    MAX_MODEL_LENGTH,
+    MAX_ROLE_LENGTH,
     Status,
     StoredMessage,
     StoreValueError,
@@ -28,6 +31,7 @@ from convkit.store._values import (
     ThreadPage,
     check_json,
     check_metadata,
+    check_name,
     check_seq,
     check_status,
     check_text,
@@ -161,6 +165,10 @@ class StoreBase:
         """The encoding new token counts are made with."""
         return self.counter.encoding_name
 
+    def _count(self, message: Message, where: str) -> int:
+        # A custom counter is checked like a caller's count: the column is a 32-bit integer.
+        return check_seq(self.counter.count_message(message), where)
+
     def _recount(self, stored: StoredMessage) -> StoredMessage:
         # Counts made with another encoding (the store's model changed since) are redone for
         # the window's rows only; the rows themselves keep what was counted at append.
@@ -177,14 +185,15 @@ class StoreBase:
         spec = item if isinstance(item, NewMessage) else NewMessage(message=item)
         where = "message" if index is None else f"messages[{index}]"
         message = as_message(spec.message, index)
+        check_name(message.role, f"{where}.role", MAX_ROLE_LENGTH)
         payload = message_payload(message, where)
         if spec.tokens is None:
-            tokens = self.counter.count_message(message)
+            tokens = self._count(message, f"{where}.tokens")
         else:
             tokens = check_seq(spec.tokens, f"{where}.tokens")
         usage = _usage(spec.usage, f"{where}.usage")
         metadata = check_metadata(spec.metadata, f"{where}.metadata")
-        encoding = self.encoding_name
+        encoding = check_name(self.encoding_name, "encoding", MAX_ENCODING_LENGTH)
         status = check_status(spec.status)
         row = {
             "role": message.role,
@@ -296,7 +305,7 @@ class StoreBase:
         self, thread_id: str, budget: int, include_incomplete: bool
     ) -> _sql.Op[list[StoredMessage]]:
         check_thread_id(thread_id)
-        check_seq(budget, "budget")
+        check_seq(budget, "budget", maximum=None)  # never stored: any size is fine
         return _sql.window(
             thread_id, budget, include_incomplete=include_incomplete, recount=self._recount
         )
@@ -332,10 +341,10 @@ class StoreBase:
         values = {
             "covers_through_seq": check_seq(covers_through_seq, "covers_through_seq", minimum=1),
             "text": text_,
-            "model": check_text(model, "model", optional=True),
+            "model": check_text(model, "model", optional=True, max_length=MAX_MODEL_LENGTH),
             # A summary goes into the prompt as a system message; count it as one.
             "tokens": (
-                self.counter.count_message(Message.system(text_))
+                self._count(Message.system(text_), "tokens")
                 if tokens is None
                 else check_seq(tokens, "tokens")
             ),

@@ -22,15 +22,20 @@ from attrs import frozen
 from convkit.errors import InvalidMessageError
 from convkit.messages import Message, Usage
 from convkit.store._values import (
+    MAX_ENCODING_LENGTH,
+    MAX_MODEL_LENGTH,
+    MAX_ROLE_LENGTH,
     StoredMessage,
     StoreValueError,
     Summary,
     Thread,
     check_json,
     check_metadata,
+    check_name,
     check_seq,
     check_status,
     check_text,
+    check_time,
     dump_json,
     message_payload,
 )
@@ -128,9 +133,7 @@ def _time(value: Any, where: str) -> datetime:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise StoreValueError(f"not an ISO 8601 timestamp: {value!r}", field=where) from None
-    if parsed.tzinfo is None:
-        raise StoreValueError("timestamp has no UTC offset", field=where)
-    return parsed
+    return check_time(parsed, where)
 
 
 def _count(value: Any, where: str) -> int:
@@ -210,9 +213,10 @@ def _message(record: dict[str, Any], where: str, *, expected_seq: int) -> dict[s
             usage = Usage.from_openai(check_json(usage, f"{where}.usage")).to_openai()
         except (TypeError, ValueError) as exc:
             raise StoreValueError(f"invalid usage: {exc}", field=f"{where}.usage") from None
-    encoding = _field(record, "encoding", where)
-    if not isinstance(encoding, str) or not encoding:
-        raise StoreValueError("encoding must be a non-empty string", field=f"{where}.encoding")
+    check_name(message.role, f"{where}.message.role", MAX_ROLE_LENGTH)
+    encoding = check_name(
+        _field(record, "encoding", where), f"{where}.encoding", MAX_ENCODING_LENGTH
+    )
     return {
         "seq": seq,
         "role": message.role,
@@ -234,6 +238,6 @@ def _summary(record: dict[str, Any], where: str) -> dict[str, Any]:
         ),
         "text": check_text(_field(record, "text", where), f"{where}.text"),
         "tokens": _count(_field(record, "tokens", where), f"{where}.tokens"),
-        "model": check_text(model, f"{where}.model", optional=True),
+        "model": check_text(model, f"{where}.model", optional=True, max_length=MAX_MODEL_LENGTH),
         "created_at": _time(_field(record, "created_at", where), f"{where}.created_at"),
     }

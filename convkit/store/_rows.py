@@ -1,7 +1,9 @@
 """SQLAlchemy 2.x row classes (the schema), kept apart from the attrs values, and converters.
 
 The row classes describe the tables; the migration in ``migrations/versions`` creates exactly
-these (a test compares the two). ``*_from_row`` build the frozen values the API returns.
+these (a test compares the two). Column limits come from ``_values`` (``MAX_ROLE_LENGTH``...),
+where the same constants validate every value before it is written. ``*_from_row`` build the
+frozen values the API returns.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from convkit.messages import Message, Usage
-from convkit.store._values import StoredMessage, Summary, Thread
+from convkit.store._values import (
+    MAX_ENCODING_LENGTH,
+    MAX_MODEL_LENGTH,
+    MAX_ROLE_LENGTH,
+    StoredMessage,
+    Summary,
+    Thread,
+)
 
 __all__ = [
     "Base",
@@ -111,10 +120,10 @@ class MessageRow(Base):
         primary_key=True,
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    role: Mapped[str] = mapped_column(String(32), nullable=False)
+    role: Mapped[str] = mapped_column(String(MAX_ROLE_LENGTH), nullable=False)
     message: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     tokens: Mapped[int] = mapped_column(Integer, nullable=False)
-    encoding: Mapped[str] = mapped_column(String(64), nullable=False)
+    encoding: Mapped[str] = mapped_column(String(MAX_ENCODING_LENGTH), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     # none_as_null: Python None is stored as SQL NULL, not the JSON text 'null'.
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
@@ -141,7 +150,7 @@ class SummaryRow(Base):
     covers_through_seq: Mapped[int] = mapped_column(Integer, nullable=False)
     text: Mapped[str] = mapped_column(Text, nullable=False)
     tokens: Mapped[int] = mapped_column(Integer, nullable=False)
-    model: Mapped[str | None] = mapped_column(String(200))
+    model: Mapped[str | None] = mapped_column(String(MAX_MODEL_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
     __table_args__ = (

@@ -21,7 +21,11 @@ from convkit.errors import StoreValueError
 from convkit.messages import Message, Usage
 
 __all__ = [
+    "MAX_ENCODING_LENGTH",
+    "MAX_INTEGER",
     "MAX_METADATA_BYTES",
+    "MAX_MODEL_LENGTH",
+    "MAX_ROLE_LENGTH",
     "MAX_THREAD_ID_LENGTH",
     "Status",
     "StoreValueError",
@@ -35,6 +39,14 @@ __all__ = [
 MAX_METADATA_BYTES = 64 * 1024
 #: Longest accepted thread id (generated ids are 32 hex characters).
 MAX_THREAD_ID_LENGTH = 64
+#: Largest accepted token count or ``seq``: the integer columns are 32-bit on PostgreSQL.
+MAX_INTEGER = 2**31 - 1
+#: Longest stored role name (``convkit_messages.role``).
+MAX_ROLE_LENGTH = 32
+#: Longest stored encoding name (``convkit_messages.encoding``).
+MAX_ENCODING_LENGTH = 64
+#: Longest stored summary model name (``convkit_summaries.model``).
+MAX_MODEL_LENGTH = 200
 
 Status = Literal["complete", "incomplete"]
 _STATUSES: frozenset[str] = frozenset({"complete", "incomplete"})
@@ -217,12 +229,20 @@ def check_thread_id(value: object, where: str = "thread_id") -> str:
     return value
 
 
-def check_seq(value: object, where: str, *, minimum: int = 0) -> int:
-    """Return ``value`` if it is an int >= ``minimum``, else raise :class:`StoreValueError`."""
+def check_seq(
+    value: object, where: str, *, minimum: int = 0, maximum: int | None = MAX_INTEGER
+) -> int:
+    """Return ``value`` if it is an int in ``[minimum, maximum]``, else raise StoreValueError.
+
+    The default ``maximum`` is :data:`MAX_INTEGER`, the largest value every backend's integer
+    columns hold, so token counts and ``seq`` values are refused the same way on each.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise StoreValueError(f"expected an integer, got {type(value).__name__}", field=where)
     if value < minimum:
         raise StoreValueError(f"must be >= {minimum}, got {value}", field=where)
+    if maximum is not None and value > maximum:
+        raise StoreValueError(f"must be <= {maximum}, got {value}", field=where)
     return value
 
 
@@ -235,14 +255,44 @@ def check_status(value: object) -> Status:
     return value  # type: ignore[return-value]  # narrowed by the membership test
 
 
-def check_text(value: object, where: str, *, optional: bool = False) -> str | None:
-    """Return a storable string (no NUL, valid Unicode), or None when ``optional`` allows it."""
+def check_text(
+    value: object, where: str, *, optional: bool = False, max_length: int | None = None
+) -> str | None:
+    """Return a storable string (no NUL, valid Unicode), or None when ``optional`` allows it.
+
+    ``max_length`` is the column's limit in characters (the unit PostgreSQL's ``varchar(n)``
+    counts); SQLite would store a longer string, so the check is made here for both.
+    """
     if value is None and optional:
         return None
     if not isinstance(value, str):
         raise StoreValueError(f"expected a string, got {type(value).__name__}", field=where)
     _check_str(value, where, no_nul=True)
+    if max_length is not None and len(value) > max_length:
+        raise StoreValueError(
+            f"is {len(value)} characters long; the limit is {max_length}", field=where
+        )
     return value
+
+
+def check_name(value: object, where: str, max_length: int) -> str:
+    """Return a non-empty storable string of at most ``max_length`` characters (role, encoding)."""
+    name = check_text(value, where, max_length=max_length)
+    if not name:
+        raise StoreValueError("must be a non-empty string", field=where)
+    return name
+
+
+def check_time(value: datetime, where: str) -> datetime:
+    """Return an aware timestamp in UTC; refuse a naive one or one UTC cannot represent."""
+    if value.tzinfo is None:
+        raise StoreValueError("timestamp has no UTC offset", field=where)
+    try:
+        return value.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        raise StoreValueError(
+            "timestamp is out of range once converted to UTC", field=where
+        ) from None
 
 
 def _check_str(value: str, where: str, *, no_nul: bool) -> None:
@@ -267,7 +317,16 @@ def check_json(value: Any, where: str, *, metadata: bool = False) -> Any:
 
 
 def _json(value: Any, where: str, metadata: bool) -> Any:
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        # Python refuses to write an int of more than sys.get_int_max_str_digits() digits
+        # (4300 by default): the JSON serializer would fail in the middle of the insert.
+        if value.bit_length() > 64:
+            try:
+                str(value)
+            except ValueError:
+                raise StoreValueError("integer has too many digits for JSON", field=where) from None
         return value
     if isinstance(value, str):
         _check_str(value, where, no_nul=metadata)

@@ -135,6 +135,25 @@ def _edit(lines: list[str], index: int, **changes: Any) -> list[str]:
         (lambda ls: _edit(ls, 6, covers_through_seq=9), "summary covers seq 9"),
         (lambda ls: [*ls, json.dumps({"type": "attachment"})], "unknown record type"),
         (lambda ls: _edit(ls, 0, title="sk-" + "a" * 30), "API key"),
+        # column limits, refused the same way on every backend (PostgreSQL used to raise
+        # a raw DataError, SQLite stored them)
+        (lambda ls: _edit(ls, 2, encoding="e" * 65), r"line 3\.encoding: .*limit is 64"),
+        (lambda ls: _edit(ls, 2, encoding=""), r"line 3\.encoding: must be a non-empty"),
+        (lambda ls: _edit(ls, 2, tokens=2**31), r"line 3\.tokens: must be <= 2147483647"),
+        (lambda ls: _edit(ls, 6, tokens=2**31), r"line 7\.tokens: must be <= 2147483647"),
+        (lambda ls: _edit(ls, 6, model="m" * 201), r"line 7\.model: .*limit is 200"),
+        (
+            lambda ls: _edit(ls, 6, covers_through_seq=2**31),
+            r"line 7\.covers_through_seq: must be <= 2147483647",
+        ),
+        (
+            lambda ls: _edit(ls, 2, created_at="0001-01-01T00:00:00+01:00"),
+            r"line 3\.created_at: .*out of range",
+        ),
+        (
+            lambda ls: _edit(ls, 0, updated_at="9999-12-31T23:30:00-01:00"),
+            r"line 1\.updated_at: .*out of range",
+        ),
     ],
 )
 def test_bad_exports_import_nothing(store: Store, mutate: Any, reason: str) -> None:
@@ -152,3 +171,14 @@ def test_import_with_chosen_id_and_conflict(store: Store) -> None:
     with pytest.raises(StoreValueError, match="already exists"):
         store.import_thread(lines, thread_id="restored-1")
     assert len(store.messages("restored-1")) == 5
+
+
+def test_values_at_the_column_limits_import_on_every_backend(store: Store) -> None:
+    lines = _lines(store)
+    lines = _edit(lines, 2, encoding="e" * 64, tokens=2**31 - 1)
+    lines = _edit(lines, 6, model="m" * 200, tokens=2**31 - 1)
+    imported = store.import_thread(lines)
+    second = store.messages(imported.id)[1]
+    assert (second.encoding, second.tokens) == ("e" * 64, 2**31 - 1)
+    (summary,) = store.list_summaries(imported.id)
+    assert (summary.model, summary.tokens) == ("m" * 200, 2**31 - 1)

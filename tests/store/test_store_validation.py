@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from convkit import InvalidMessageError, Message, SchemaVersionError
-from convkit.store import MAX_METADATA_BYTES, Store, StoreValueError
+from convkit.store import MAX_METADATA_BYTES, NewMessage, Store, StoreValueError
 
 
 def _row_counts(store: Store) -> tuple[int, int, int]:
@@ -38,6 +38,7 @@ BAD_METADATA: list[tuple[Any, str]] = [
     ({"password": "x"}, "credential"),
     ({"note": "sk-proj-abcdefghijklmnopqrstuvwx"}, "API key"),
     ({"list": ["ok", "Bearer abcdef123456789"]}, "API key"),
+    ({"n": 10**5000}, "too many digits"),
 ]
 
 
@@ -142,3 +143,93 @@ def test_passwords_stay_out_of_messages_and_reprs(postgres_server: Any, postgres
     with Store(postgres_url.set(password="hunter2-secret")) as store:
         assert "hunter2" not in repr(store)
         assert "***" in repr(store)
+
+
+TOO_BIG = 2**31  # one more than a 32-bit integer column (PostgreSQL's integer) holds
+
+COLUMN_LIMITS: list[tuple[str, Callable[[Store, str], object], str]] = [
+    (
+        "append tokens",
+        lambda s, t: s.append(t, Message.user("x"), tokens=TOO_BIG),
+        "message.tokens",
+    ),
+    (
+        "append_many tokens",
+        lambda s, t: s.append_many(
+            t, [Message.user("ok"), NewMessage(message=Message.user("x"), tokens=TOO_BIG)]
+        ),
+        "messages[1].tokens",
+    ),
+    ("summary tokens", lambda s, t: s.put_summary(t, 1, "s", tokens=TOO_BIG), "tokens"),
+    ("summary model", lambda s, t: s.put_summary(t, 1, "s", model="m" * 201), "model"),
+    ("summary seq", lambda s, t: s.put_summary(t, TOO_BIG, "s"), "covers_through_seq"),
+    ("fork seq", lambda s, t: s.fork(t, TOO_BIG), "at_seq"),
+    ("after_seq", lambda s, t: s.messages(t, after_seq=TOO_BIG), "after_seq"),
+    ("last", lambda s, t: s.messages(t, last=TOO_BIG), "last"),
+    ("limit", lambda s, t: s.messages(t, limit=TOO_BIG), "limit"),
+    ("list limit", lambda s, t: s.list_threads(limit=TOO_BIG), "limit"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "call", "field"), COLUMN_LIMITS, ids=[c[0] for c in COLUMN_LIMITS]
+)
+def test_column_limits_are_checked_before_writing(
+    store: Store, name: str, call: Callable[[Store, str], object], field: str
+) -> None:
+    thread = store.create_thread()
+    store.append(thread.id, Message.user("hi"))
+    before = _row_counts(store)
+    with pytest.raises(StoreValueError) as info:
+        call(store, thread.id)
+    assert info.value.field == field
+    assert _row_counts(store) == before
+    assert store.get_thread(thread.id).last_seq == 1
+
+
+def test_values_at_the_limits_are_stored_on_every_backend(store: Store) -> None:
+    thread = store.create_thread()
+    stored = store.append(thread.id, Message.user("hi"), tokens=2**31 - 1)
+    assert store.messages(thread.id)[0].tokens == stored.tokens == 2**31 - 1
+    summary = store.put_summary(thread.id, 1, "s", model="m" * 200, tokens=2**31 - 1)
+    assert store.get_summary(thread.id) == summary
+
+
+class _Counter:
+    def __init__(self, count: int, encoding: str = "test_enc") -> None:
+        self.count = count
+        self.encoding_name = encoding
+
+    def count_message(self, msg: Message) -> int:
+        return self.count
+
+
+def test_counts_and_encodings_from_a_custom_counter_are_checked(store_url: Any) -> None:
+    with Store(store_url, counter=_Counter(TOO_BIG)) as store:
+        thread = store.create_thread()
+        with pytest.raises(StoreValueError) as info:
+            store.append(thread.id, Message.user("x"))
+        assert info.value.field == "message.tokens"
+        assert store.get_thread(thread.id).last_seq == 0
+        store.append(thread.id, Message.user("x"), tokens=1)  # a given count is not recounted
+        with pytest.raises(StoreValueError) as info:
+            store.put_summary(thread.id, 1, "s")
+        assert info.value.field == "tokens"
+        assert store.list_summaries(thread.id) == []
+    with Store(store_url, counter=_Counter(3, encoding="e" * 65)) as store:
+        thread = store.create_thread()
+        with pytest.raises(StoreValueError, match="limit is 64") as info:
+            store.append(thread.id, Message.user("x"))
+        assert info.value.field == "encoding"
+        assert store.messages(thread.id) == []
+
+
+def test_role_longer_than_its_column_is_refused(store: Store) -> None:
+    # Message validation only admits the API's roles; the store checks the column anyway.
+    thread = store.create_thread()
+    message = Message.user("x")
+    object.__setattr__(message, "role", "r" * 33)
+    with pytest.raises(StoreValueError) as info:
+        store.append(thread.id, message)
+    assert info.value.field == "message.role"
+    assert store.get_thread(thread.id).last_seq == 0
