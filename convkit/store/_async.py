@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from convkit.messages import MessageLike
 from convkit.store import _sql
-from convkit.store._base import UNSET, NewMessage, StoreBase, TokenCounterLike
+from convkit.store._base import UNSET, NewMessage, StoreBase, TokenCounterLike, database_errors
 from convkit.store._engine import (
     HEAD_REVISION,
     WRITE,
@@ -99,12 +99,13 @@ class AsyncStore:
         self._ready = False
 
     async def _open(self) -> None:
-        async with self.engine.connect() as conn:
-            revision = await conn.run_sync(current_revision)
-            if revision != HEAD_REVISION and not self._upgrade_on_open:
-                await conn.run_sync(check_schema, self._base.url)
-        if revision != HEAD_REVISION:
-            await self.upgrade()
+        with database_errors(self.url):
+            async with self.engine.connect() as conn:
+                revision = await conn.run_sync(current_revision)
+                if revision != HEAD_REVISION and not self._upgrade_on_open:
+                    await conn.run_sync(check_schema, self._base.url)
+            if revision != HEAD_REVISION:
+                await self.upgrade()
         self._ready = True
 
     def __repr__(self) -> str:
@@ -141,27 +142,22 @@ class AsyncStore:
         """The token counter appends are counted with."""
         return self._base.counter
 
-    async def _run(self, op: _sql.Op[T], *, write: bool) -> T:
+    async def _run(self, op: _sql.Op[T], *, write: bool, core: bool = False) -> T:
+        """Run one operation in its own transaction; database errors become StoreError."""
         if not self._ready:
             try:
                 await self._open()
             except BaseException:
                 op.close()
                 raise
-        maker = self._writes if write else self._reads
-        async with maker() as session, session.begin():
-            return await drive(op, session)
-
-    async def _run_core(self, op: _sql.Op[T]) -> T:
-        # Appends use Core statements only: a bare connection skips the ORM session.
-        if not self._ready:
-            try:
-                await self._open()
-            except BaseException:
-                op.close()
-                raise
-        async with self._write_engine.begin() as conn:
-            return await drive(op, conn)
+        with database_errors(self.url):
+            if core:
+                # Appends use Core statements only: a bare connection skips the ORM session.
+                async with self._write_engine.begin() as conn:
+                    return await drive(op, conn)
+            maker = self._writes if write else self._reads
+            async with maker() as session, session.begin():
+                return await drive(op, session)
 
     # ---- threads
 
@@ -234,7 +230,7 @@ class AsyncStore:
             message=message, tokens=tokens, status=status, usage=usage, metadata=metadata
         )
         op, stored = self._base._prepare_append(thread_id, [item], True, self._dialect)
-        return stored(await self._run_core(op))[0]
+        return stored(await self._run(op, write=True, core=True))[0]
 
     async def append_many(
         self, thread_id: str, messages: Iterable[NewMessage | MessageLike]
@@ -245,7 +241,7 @@ class AsyncStore:
             await self.get_thread(thread_id)
             return []
         op, stored = self._base._prepare_append(thread_id, items, False, self._dialect)
-        return stored(await self._run_core(op))
+        return stored(await self._run(op, write=True, core=True))
 
     async def messages(
         self,

@@ -8,13 +8,16 @@ return the sans-IO operation from :mod:`convkit.store._sql` plus whether it writ
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import attrs
 from attrs import field, frozen
+from sqlalchemy.exc import DBAPIError
 
+from convkit.errors import StoreError
 from convkit.messages import Message, MessageLike, Usage, as_message
 from convkit.store import _sql
 from convkit.store._engine import display_url, resolve_url
@@ -43,7 +46,7 @@ from convkit.store._values import (
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
-__all__ = ["UNSET", "NewMessage", "TokenCounterLike"]
+__all__ = ["UNSET", "NewMessage", "TokenCounterLike", "database_errors"]
 
 T = TypeVar("T")
 
@@ -122,6 +125,37 @@ def _title(value: object) -> str | None:
             "title looks like an API key; credentials are never stored", field="title"
         )
     return title
+
+
+def _describe(exc: DBAPIError, url: URL) -> str:
+    # The driver's own first line ("integer out of range", "connection refused"): SQLAlchemy's
+    # text would add the statement and its parameters, which hold message content.
+    orig = exc.orig if exc.orig is not None else exc
+    try:
+        lines = str(orig).strip().splitlines()
+    except Exception:  # a driver exception whose str() fails is still reported, by its type
+        lines = []
+    detail = f"{type(orig).__name__}: {lines[0]}" if lines else type(orig).__name__
+    text = f"database error on {display_url(url)}: {detail}"
+    password = url.password
+    if password:
+        text = text.replace(str(password), "***")
+    return text
+
+
+@contextmanager
+def database_errors(url: URL) -> Iterator[None]:
+    """Re-raise a database error escaping a store operation as :class:`~convkit.StoreError`.
+
+    Both shells run every operation (and the schema check on open) inside this, so callers
+    catch one exception tree whatever the backend. The driver's exception stays available as
+    ``__cause__``; the message names the URL with its password masked, and never the password.
+    Errors the operations translate themselves (a duplicate thread id) never reach it.
+    """
+    try:
+        yield
+    except DBAPIError as exc:
+        raise StoreError(_describe(exc, url)) from exc
 
 
 def _lines(source: Iterable[str] | str | IO[str]) -> Iterable[str]:

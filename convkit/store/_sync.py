@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from convkit.messages import MessageLike
 from convkit.store import _sql
-from convkit.store._base import UNSET, NewMessage, StoreBase, TokenCounterLike
+from convkit.store._base import UNSET, NewMessage, StoreBase, TokenCounterLike, database_errors
 from convkit.store._engine import (
     HEAD_REVISION,
     WRITE,
@@ -111,12 +111,13 @@ class Store:
             raise
 
     def _open(self, upgrade: bool) -> None:
-        with self.engine.connect() as conn:
-            if current_revision(conn) == HEAD_REVISION:
-                return
-            if not upgrade:
-                check_schema(conn, self.url)
-        self.upgrade()
+        with database_errors(self.url):
+            with self.engine.connect() as conn:
+                if current_revision(conn) == HEAD_REVISION:
+                    return
+                if not upgrade:
+                    check_schema(conn, self.url)
+            self.upgrade()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({display_url(self.url)!r})"
@@ -146,16 +147,17 @@ class Store:
         """The token counter appends are counted with."""
         return self._base.counter
 
-    def _run(self, op: _sql.Op[T], *, write: bool) -> T:
-        maker = self._writes if write else self._reads
-        with maker() as session, session.begin():
-            return drive(op, session)
-
-    def _run_core(self, op: _sql.Op[T]) -> T:
-        # Appends use Core statements only: a bare connection skips the ORM session's
-        # bookkeeping, which is most of an append's cost.
-        with self._write_engine.begin() as conn:
-            return drive(op, conn)
+    def _run(self, op: _sql.Op[T], *, write: bool, core: bool = False) -> T:
+        """Run one operation in its own transaction; database errors become StoreError."""
+        with database_errors(self.url):
+            if core:
+                # Appends use Core statements only: a bare connection skips the ORM session's
+                # bookkeeping, which is most of an append's cost.
+                with self._write_engine.begin() as conn:
+                    return drive(op, conn)
+            maker = self._writes if write else self._reads
+            with maker() as session, session.begin():
+                return drive(op, session)
 
     # ---- threads
 
@@ -227,7 +229,7 @@ class Store:
             message=message, tokens=tokens, status=status, usage=usage, metadata=metadata
         )
         op, stored = self._base._prepare_append(thread_id, [item], True, self._dialect)
-        return stored(self._run_core(op))[0]
+        return stored(self._run(op, write=True, core=True))[0]
 
     def append_many(
         self, thread_id: str, messages: Iterable[NewMessage | MessageLike]
@@ -238,7 +240,7 @@ class Store:
             self.get_thread(thread_id)
             return []
         op, stored = self._base._prepare_append(thread_id, items, False, self._dialect)
-        return stored(self._run_core(op))
+        return stored(self._run(op, write=True, core=True))
 
     def messages(
         self,
