@@ -141,7 +141,11 @@ def _count(value: Any, where: str) -> int:
 
 
 def parse_export(lines: Iterable[str]) -> ParsedExport:
-    """Check a whole export and return what to insert; raise :class:`StoreValueError` if bad."""
+    """Check a whole export and return what to insert; raise :class:`StoreValueError` if bad.
+
+    Every problem in the records — including any message the message parser rejects or trips
+    on — is reported as :class:`StoreValueError` naming the line.
+    """
     header: dict[str, Any] | None = None
     messages: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
@@ -153,6 +157,10 @@ def parse_export(lines: Iterable[str]) -> ParsedExport:
             record = json.loads(line)
         except ValueError as exc:
             raise StoreValueError(f"not JSON: {exc}", field=where) from None
+        except RecursionError:
+            raise StoreValueError(
+                "not JSON this convkit can read: nested too deeply", field=where
+            ) from None
         if not isinstance(record, dict):
             raise StoreValueError("a record is a JSON object", field=where)
         kind = record.get("type")
@@ -201,9 +209,12 @@ def _message(record: dict[str, Any], where: str, *, expected_seq: int) -> dict[s
             f"messages must run seq 1, 2, 3... without gaps; expected {expected_seq}, got {seq}",
             field=f"{where}.seq",
         )
+    raw = _field(record, "message", where)
     try:
-        message = Message.from_openai(_field(record, "message", where))
-    except InvalidMessageError as exc:
+        message = Message.from_openai(raw)
+    # Whatever the parser trips on in a file is a bad file: a type it did not expect (a list
+    # where a string belongs), a value out of range, nesting too deep for it.
+    except (InvalidMessageError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
         raise StoreValueError(f"invalid message: {exc}", field=f"{where}.message") from None
     usage = record.get("usage")
     if usage is not None:

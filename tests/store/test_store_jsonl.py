@@ -182,3 +182,56 @@ def test_values_at_the_column_limits_import_on_every_backend(store: Store) -> No
     assert (second.encoding, second.tokens) == ("e" * 64, 2**31 - 1)
     (summary,) = store.list_summaries(imported.id)
     assert (summary.model, summary.tokens) == ("m" * 200, 2**31 - 1)
+
+
+@pytest.mark.parametrize("detail", [[], {}, ["low"]])
+def test_unusable_image_detail_imports_nothing(store: Store, detail: Any) -> None:
+    lines = _lines(store)
+    image = {
+        "type": "image_url",
+        "image_url": {"url": "https://example.com/a.png", "detail": detail},
+    }
+    bad = _edit(lines, 2, message={"role": "user", "content": [image]})
+    before = len(store.list_threads())
+    with pytest.raises(StoreValueError) as info:
+        store.import_thread(bad)
+    assert info.value.field == "line 3.message"
+    assert len(store.list_threads()) == before
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TypeError("unhashable type: 'list'"),
+        ValueError("image dimensions must be positive"),
+        OverflowError("cannot convert float infinity to integer"),
+        RecursionError("maximum recursion depth exceeded"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_any_failure_of_the_message_parser_is_a_store_value_error(
+    store: Store, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    lines = _lines(store)
+    before = len(store.list_threads())
+
+    class Tripping:
+        @staticmethod
+        def from_openai(data: Any) -> Message:
+            raise error
+
+    monkeypatch.setattr("convkit.store._jsonl.Message", Tripping)
+    with pytest.raises(StoreValueError) as info:
+        store.import_thread(lines)
+    assert info.value.field == "line 2.message"
+    assert str(error) in str(info.value)
+    assert len(store.list_threads()) == before
+
+
+def test_a_line_nested_too_deeply_imports_nothing(store: Store) -> None:
+    lines = _lines(store)
+    before = len(store.list_threads())
+    with pytest.raises(StoreValueError, match="nested too deeply") as info:
+        store.import_thread([lines[0], "[" * 100_000 + "]" * 100_000])
+    assert info.value.field == "line 2"
+    assert len(store.list_threads()) == before
