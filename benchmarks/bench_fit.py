@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import gc
 import random
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -193,6 +194,7 @@ def main() -> None:
             over = orphan = 0
             elapsed = 0.0
             done = 0
+            times: list[float] = []
             for i in range(args.turns):
                 if done >= 1 and elapsed > args.max_seconds:
                     break
@@ -204,14 +206,17 @@ def main() -> None:
                 gc.disable()
                 t0 = time.perf_counter()
                 window = turn(state, d)
-                elapsed += time.perf_counter() - t0
+                took = time.perf_counter() - t0
                 gc.enable()
+                elapsed += took
+                times.append(took)
                 o, p = check(window)
                 over += o
                 orphan += p
                 done += 1
-            results[(name, size)] = (elapsed / done, over, orphan, done)
-            print(f"  {name} @ {size}: {elapsed / done * 1e3:.3f} ms/turn ({done} turns)", flush=True)
+            median = statistics.median(times)
+            results[(name, size)] = (median, over, orphan, done)
+            print(f"  {name} @ {size}: {median * 1e3:.3f} ms/turn median ({done} turns)", flush=True)
 
     rows = []
     for (name, size), (t, over, orphan, turns) in results.items():
@@ -219,7 +224,7 @@ def main() -> None:
         ratio = f"{t / ck[0]:.1f}x" if ck else "-"
         rows.append([name, str(size), f"{t * 1e3:.3f}", ratio, f"{over}/{turns}", f"{orphan}/{turns}"])
     print(f"\nPer-turn fitting to {BUDGET} tokens for {MODEL} (up to {args.turns} turns per cell)\n")
-    print(table(rows, ["contender", "thread", "ms/turn", "vs convkit", "over budget", "orphaned tools"]))
+    print(table(rows, ["contender", "thread", "median ms/turn", "vs convkit", "over budget", "orphaned tools"]))
     ck = {s: results[("convkit TrimOldest", s)][0] for s in sizes if ("convkit TrimOldest", s) in results}
     if 100 in ck and 10000 in ck:
         print(f"\nconvkit 10,000 vs 100 messages: {ck[10000] / ck[100]:.2f}x")

@@ -32,7 +32,7 @@ import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
-from typing import Any, Protocol, TypeVar, Union, runtime_checkable
+from typing import Any, NamedTuple, Protocol, TypeVar, Union, runtime_checkable
 
 import attrs
 from attrs import frozen
@@ -220,9 +220,12 @@ def prompt_budget(
 # --------------------------------------------------------------------------- the fitting core
 
 
-@frozen
-class _Unit:
-    """Consecutive history entries that are kept or dropped together."""
+class _Unit(NamedTuple):
+    """Consecutive history entries that are kept or dropped together.
+
+    A named tuple rather than an attrs class: a turn builds one per message in the window,
+    and tuple construction is several times cheaper.
+    """
 
     entries: tuple[Counted, ...]
     tokens: int
@@ -286,11 +289,10 @@ def _drop_calls(c: Counted, kept: tuple[Any, ...], counter: TokenCounter | None)
 
 
 def _unit(entries: Sequence[Counted]) -> _Unit:
-    return _Unit(
-        entries=tuple(entries),
-        tokens=sum(e.tokens for e in entries),
-        starts_user=entries[0].message.role == "user",
-    )
+    first = entries[0]
+    if len(entries) == 1:
+        return _Unit((first,), first.tokens, first.message.role == "user")
+    return _Unit(tuple(entries), sum(e.tokens for e in entries), first.message.role == "user")
 
 
 @frozen
@@ -526,9 +528,12 @@ class _History:
         return len(self._items)
 
     def at(self, i: int) -> Counted:
+        item = self._items[i]
+        if type(item) is Counted:
+            return item  # the common case: nothing to convert or remember
         c = self._memo.get(i)
         if c is None:
-            c = self._memo[i] = _to_counted(self._items[i], i, self._counter)
+            c = self._memo[i] = _to_counted(item, i, self._counter)
         return c
 
     def tail(self, room: int, after_seq: int | None) -> list[Counted]:
