@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import ssl
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -52,6 +53,7 @@ from convkit.messages import MessageLike
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DONE_DRAIN_SECONDS",
     "AsyncChatClient",
     "AsyncChatStream",
     "BaseChatClient",
@@ -64,6 +66,12 @@ logger = logging.getLogger("convkit.client")
 
 #: Used when neither ``base_url`` nor ``OPENAI_BASE_URL`` is given.
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+#: After ``data: [DONE]``, the longest a stream waits for the server to end the HTTP body.
+#: Servers end it right after ``[DONE]``, and reading that end lets the connection go back to
+#: the pool for the next request. A server or proxy that holds the body open costs at most this
+#: long: the stream then ends anyway and its connection is closed instead of reused.
+DONE_DRAIN_SECONDS = 0.25
 
 # What parsing a server's JSON into values may raise when a field has the wrong type or an
 # absurd value (``"usage": {"prompt_tokens": [1]}``, ``Infinity``): the parsers document
@@ -515,6 +523,89 @@ def _is_event_stream(response: httpx.Response) -> bool:
     return ctype is None or "event-stream" in ctype
 
 
+def _log_undrained(url: str) -> None:
+    logger.debug(
+        "the body from %s did not end within %g s of data: [DONE]; closing its connection",
+        url,
+        DONE_DRAIN_SECONDS,
+    )
+
+
+class _ReadsUntil:
+    """Make this thread's reads of an HTTP/1.1 connection give up at a deadline, for a while.
+
+    httpcore fixes the read timeout of a response body when the body starts, and a blocking
+    read cannot be interrupted from outside. To bound the wait for the end of the body after
+    ``[DONE]``, the connection's network stream (the ``network_stream`` response extension,
+    the object httpcore reads from) gets a ``read`` that passes on a timeout no later than the
+    deadline. The wrapper only tightens reads made by the thread that installed it: the moment
+    the body ends, the connection is back in the pool, where another thread may take it before
+    the wrapper is removed. ``installed`` is False when the stream cannot be wrapped.
+    """
+
+    __slots__ = ("_deadline", "_had_own", "_owner", "_read", "_stream", "installed")
+
+    def __init__(self, stream: Any, seconds: float) -> None:
+        self._stream = stream
+        self._deadline = time.monotonic() + seconds
+        self._owner = threading.get_ident()
+        self._read: Callable[..., bytes] | None = getattr(stream, "read", None)
+        self.installed = False
+        try:
+            self._had_own = "read" in vars(stream)
+        except TypeError:  # no __dict__: nothing can be installed
+            return
+        if callable(self._read):
+            try:
+                stream.read = self._bounded
+            except (AttributeError, TypeError):
+                return
+            self.installed = True
+
+    def _bounded(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        assert self._read is not None
+        if threading.get_ident() == self._owner:
+            # 0 makes the socket non-blocking: what is already buffered is still read.
+            left = max(self._deadline - time.monotonic(), 0.0)
+            timeout = left if timeout is None else min(timeout, left)
+        return self._read(max_bytes, timeout=timeout)
+
+    def remove(self) -> None:
+        """Give the stream its own ``read`` back."""
+        if not self.installed:
+            return
+        self.installed = False
+        if self._had_own:
+            self._stream.read = self._read
+        else:
+            del self._stream.read
+
+
+def _drain(response: httpx.Response, pieces: Iterator[bytes]) -> bool:
+    """Read the rest of a finished stream's body within :data:`DONE_DRAIN_SECONDS`.
+
+    Returns True when the body ended in time (its HTTP/1.1 connection then goes back to the
+    pool), False when it did not or could not be waited for in bounded time; the caller then
+    closes the response, which closes the connection.
+    """
+    stream = response.extensions.get("network_stream")
+    if stream is None or response.http_version != "HTTP/1.1":
+        # A transport without a socket of its own has no connection to hand back, and an
+        # HTTP/2 connection survives the early end of one of its streams.
+        return False
+    reads = _ReadsUntil(stream, DONE_DRAIN_SECONDS)
+    if not reads.installed:
+        return False
+    try:
+        for _ in pieces:
+            pass
+    except httpx.HTTPError:
+        return False
+    finally:
+        reads.remove()
+    return True
+
+
 class ChatClient(BaseChatClient):
     """Synchronous client for ``POST {base_url}/chat/completions``.
 
@@ -771,13 +862,17 @@ class ChatStream(_BaseStream):
 
     def _finish(self, core: _StreamCore) -> None:
         self._final = core.acc.response()
-        # Read to the end of the body (normally already buffered) so the connection can be
-        # reused; a server that misbehaves after [DONE] cannot spoil a complete answer.
-        try:
-            for _ in self._bytes or ():
-                pass
-        except httpx.HTTPError:
-            pass
+        # Read the end of the body (normally right behind [DONE]) so that the connection can
+        # be reused, but never wait long for it: the answer is complete. Whatever the server
+        # does after [DONE] cannot spoil it.
+        response, pieces = self._http_response, self._bytes
+        if (
+            response is not None
+            and pieces is not None
+            and not response.is_closed
+            and not _drain(response, pieces)
+        ):
+            _log_undrained(self._client._url)
         self._release()
 
 
@@ -1025,11 +1120,20 @@ class AsyncChatStream(_BaseStream):
         self._pending.extend(core.feed(data))
 
     async def _finish(self, core: _StreamCore) -> None:
+        import anyio  # already loaded by AsyncChatClient
+
         self._final = core.acc.response()
-        try:
-            if self._bytes is not None:
-                async for _ in self._bytes:
+        # As ChatStream._finish: read the end of the body for at most DONE_DRAIN_SECONDS.
+        response, pieces = self._http_response, self._bytes
+        if response is not None and pieces is not None and not response.is_closed:
+            drained = False
+            with anyio.move_on_after(DONE_DRAIN_SECONDS):
+                try:
+                    async for _ in pieces:
+                        pass
+                    drained = True
+                except httpx.HTTPError:
                     pass
-        except httpx.HTTPError:
-            pass
+            if not drained:
+                _log_undrained(self._client._url)
         await self._release()
