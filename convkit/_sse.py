@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import json
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from convkit.errors import APIStatusError, StreamError, TransportError, status_error_class
@@ -242,6 +243,10 @@ class ChatEventDecoder:
     * data that is not a JSON object → :class:`~convkit.StreamError` (malformed);
     * :meth:`close` before ``[DONE]`` → :class:`~convkit.StreamError` (truncated).
 
+    Error messages quote the offending data, cut to 200 characters. Pass ``redact`` (text in,
+    text out) to remove secrets from it first: redacting after the cut could miss a secret the
+    cut split in two.
+
     Example::
 
         >>> d = ChatEventDecoder()
@@ -252,10 +257,13 @@ class ChatEventDecoder:
         ([{'choices': []}], [], StreamError('the stream ended before data: [DONE] (truncated)'))
     """
 
-    __slots__ = ("_sse", "done", "failure", "request_id", "truncated")
+    __slots__ = ("_redact", "_sse", "done", "failure", "request_id", "truncated")
 
-    def __init__(self, *, request_id: str | None = None) -> None:
+    def __init__(
+        self, *, request_id: str | None = None, redact: Callable[[str], str] | None = None
+    ) -> None:
         self._sse = SSEDecoder()
+        self._redact = redact
         #: True once ``data: [DONE]`` has arrived.
         self.done = False
         #: The error that ended decoding, if any.
@@ -287,7 +295,7 @@ class ChatEventDecoder:
         for ev in events:
             data = ev.data
             if ev.event is not None and ev.event == "error":
-                self.failure = error_from_event(data, request_id=self.request_id)
+                self.failure = error_from_event(self._redacted(data), request_id=self.request_id)
                 break
             if data == "[DONE]":
                 self.done = True
@@ -301,13 +309,18 @@ class ChatEventDecoder:
                     )
                     self.truncated = True
                 else:
-                    self.failure = StreamError(f"malformed chunk (not JSON): {data[:200]!r}")
+                    shown = self._redacted(data)[:200]
+                    self.failure = StreamError(f"malformed chunk (not JSON): {shown!r}")
                 break
             if type(obj) is not dict:
-                self.failure = StreamError(f"malformed chunk (not a JSON object): {data[:200]!r}")
+                shown = self._redacted(data)[:200]
+                self.failure = StreamError(f"malformed chunk (not a JSON object): {shown!r}")
                 break
             if "choices" not in obj and obj.get("error"):
-                self.failure = error_from_event(data, request_id=self.request_id)
+                self.failure = error_from_event(self._redacted(data), request_id=self.request_id)
                 break
             out.append(obj)
         return out
+
+    def _redacted(self, data: str) -> str:
+        return self._redact(data) if self._redact is not None else data

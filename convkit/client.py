@@ -80,6 +80,12 @@ _PARSE_ERRORS = (TypeError, ValueError, ArithmeticError)
 # What json.loads raises on text that is not JSON, or nested too deeply to decode.
 _JSON_ERRORS = (ValueError, RecursionError)
 
+# What replaces the API key, or a piece of it, in text built from server data.
+_REDACTED = "[redacted]"
+# The shortest start of the key that is redacted on its own: text cut to a length (by a server,
+# by Python's repr of a long value) may end inside the key and keep only its first characters.
+_KEY_FRAGMENT = 8
+
 
 def _seconds(value: float | None, name: str) -> float | None:
     if value is None:
@@ -230,13 +236,24 @@ class BaseChatClient:
 
     # ---- secrets
 
+    def _redact_text(self, text: str) -> str:
+        """Remove the API key from ``text``, and any run of its first 8 or more characters.
+
+        A run of the key's first characters is what is left of it where text was cut to a
+        length; redacting those too means a cut can never leave a usable part of the key.
+        """
+        key = self._api_key
+        if not key or len(key) < 4:
+            return text
+        return _cut_key(text, key)
+
     def _redact(self, value: Any) -> Any:
         """Remove the API key from error text and bodies (some servers echo what they got)."""
         key = self._api_key
         if not key or len(key) < 4:
             return value
         if isinstance(value, str):
-            return value.replace(key, "[redacted]") if key in value else value
+            return _cut_key(value, key)
         if isinstance(value, dict):
             return {self._redact(k): self._redact(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -247,8 +264,10 @@ class BaseChatClient:
         """Redact the API key from an error built from server data (an echoing server)."""
         key = self._api_key
         if key and len(key) >= 4:
-            if err.args and isinstance(err.args[0], str) and key in err.args[0]:
-                err.args = (self._redact(err.args[0]), *err.args[1:])
+            if err.args and isinstance(err.args[0], str):
+                text = _cut_key(err.args[0], key)
+                if text is not err.args[0]:
+                    err.args = (text, *err.args[1:])
             if isinstance(err, APIStatusError):
                 err.body = self._redact(err.body)
         return err
@@ -363,13 +382,39 @@ class BaseChatClient:
             raise InvalidRequestError("stream() cannot send stream=False", param="stream")
 
 
+def _cut_key(text: str, key: str) -> str:
+    """``text`` with every occurrence of ``key``, and of its first 8+ characters, redacted.
+
+    Returns ``text`` itself when there is nothing to redact.
+    """
+    head = key[:_KEY_FRAGMENT]
+    start = text.find(head)
+    if start < 0:
+        return text
+    out: list[str] = []
+    done = 0
+    while start >= 0:
+        # Take the match as far as it follows the key: the whole key, or what a cut left.
+        end, n = start + len(head), len(head)
+        while end < len(text) and n < len(key) and text[end] == key[n]:
+            end += 1
+            n += 1
+        out.append(text[done:start])
+        out.append(_REDACTED)
+        done = end
+        start = text.find(head, end)
+    out.append(text[done:])
+    return "".join(out)
+
+
 class _StreamCore:
     """The I/O-free heart of a stream: bytes in, chunks out, accumulation and failure state."""
 
     __slots__ = ("acc", "error", "events", "retryable")
 
-    def __init__(self, request_id: str | None) -> None:
-        self.events = ChatEventDecoder(request_id=request_id)
+    def __init__(self, request_id: str | None, redact: Callable[[str], str] | None = None) -> None:
+        # Server data goes into error messages redacted first, and only then cut to length.
+        self.events = ChatEventDecoder(request_id=request_id, redact=redact)
         self.acc = StreamAccumulator()
         self.error: TransportError | None = None
         self.retryable = False
@@ -463,7 +508,7 @@ class _BaseStream:
 
     def _after_open(self, response: httpx.Response) -> None:
         self.request_id = response.headers.get("x-request-id")
-        self._core = _StreamCore(self.request_id)
+        self._core = _StreamCore(self.request_id, self._base._redact_text)
         self._base._start_idle_timeout(response)
 
     def _unexpected_body(self, response: httpx.Response) -> TransportError:
