@@ -170,6 +170,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--turns", type=int, default=50)
     ap.add_argument("--sizes", default="100,1000,10000")
+    ap.add_argument("--only", default="", help="comma-separated name prefixes of contenders to run")
     ap.add_argument("--max-seconds", type=float, default=20.0,
                     help="stop a cell after this much fitting time (at least 1 turn runs)")
     args = ap.parse_args()
@@ -180,6 +181,9 @@ def main() -> None:
         "LiteLLM trim_messages": litellm_trim,
         "LlamaIndex ChatMemoryBuffer": llamaindex,
     }
+    if args.only:
+        wanted = [w.strip().lower() for w in args.only.split(",")]
+        contenders = {n: f for n, f in contenders.items() if any(n.lower().startswith(w) for w in wanted)}
     results: dict[tuple[str, int], tuple[float, int, int, int]] = {}
     for size in sizes:
         msgs = thread(size)
@@ -191,6 +195,12 @@ def main() -> None:
                 continue
             state = setup(msgs)
             turn(state, new_message(-1))  # warm-up
+            # The cycle collector stays out of the timed turns, for every contender alike: a
+            # full collection over a big heap would land in whichever turn triggered it (and a
+            # collection between turns would leave each turn with cold caches). Reference
+            # counting still frees each turn's garbage; cycles are collected after the cell.
+            gc.collect()
+            gc.disable()
             over = orphan = 0
             elapsed = 0.0
             done = 0
@@ -199,21 +209,18 @@ def main() -> None:
                 if done >= 1 and elapsed > args.max_seconds:
                     break
                 d = new_message(i)
-                # Collect garbage outside the timed region and keep the collector out of it, for
-                # every contender alike: a full collection over a big heap would otherwise land
-                # in whichever contender happens to trigger it.
-                gc.collect()
-                gc.disable()
                 t0 = time.perf_counter()
                 window = turn(state, d)
                 took = time.perf_counter() - t0
-                gc.enable()
                 elapsed += took
                 times.append(took)
                 o, p = check(window)
                 over += o
                 orphan += p
                 done += 1
+            gc.enable()
+            del state
+            gc.collect()
             median = statistics.median(times)
             results[(name, size)] = (median, over, orphan, done)
             print(f"  {name} @ {size}: {median * 1e3:.3f} ms/turn median ({done} turns)", flush=True)
