@@ -570,7 +570,8 @@ def _is_event_stream(response: httpx.Response) -> bool:
 
 def _log_undrained(url: str) -> None:
     logger.debug(
-        "the body from %s did not end within %g s of data: [DONE]; closing its connection",
+        "closing the stream from %s without the end of its body: it did not come within %g s "
+        "of data: [DONE], or this transport cannot wait for it in bounded time",
         url,
         DONE_DRAIN_SECONDS,
     )
