@@ -105,6 +105,24 @@ async def test_async_database_that_cannot_be_opened_raises_store_error(
                 pass
     finally:
         await store.aclose()
+        await _aiosqlite_workers_finished()
+
+
+async def _aiosqlite_workers_finished() -> None:
+    """Wait (bounded) for aiosqlite's worker threads to exit while the event loop is open.
+
+    After a failed connect, aiosqlite queues the close of its worker thread with a future it
+    never awaits; if the loop closes first, the worker's late callback raises "Event loop is
+    closed" in its thread, and pytest reports that on whichever test runs next.
+    """
+    import threading
+
+    import anyio
+
+    for _ in range(500):
+        if not any(t.name.endswith("(_connection_worker_thread)") for t in threading.enumerate()):
+            return
+        await anyio.sleep(0.01)
 
 
 class _DriverError(Exception):
