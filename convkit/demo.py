@@ -10,7 +10,10 @@ answers, calls a tool and writes summaries. Everything else is the real path a c
    the completions client;
 3. the request streams over HTTP (SSE) through :class:`~convkit.ChatClient`; tool calls are
    run and their results stored; the reply is stored with the usage the server reported;
-4. convkit's predicted prompt tokens are printed next to the figure the server reported.
+4. the window's predicted prompt tokens are printed next to the figure the server reported.
+   The loopback server computes that figure from the request body it actually received (with
+   convkit's counting rules, the ones the cookbook figures check), so a mismatch would mean the
+   window sent over HTTP is not the one that was counted.
 """
 
 from __future__ import annotations
@@ -158,9 +161,10 @@ def run_demo(
         thread = store.create_thread(title="convkit demo", metadata={"demo": True})
         print(f"thread {thread.id} in {store!r}", file=out)
         print(
-            f"model {MODEL} via {server.base_url}; prompt budget {max_prompt_tokens} tokens\n",
+            f"model {MODEL} via {server.base_url}; prompt budget {max_prompt_tokens} tokens",
             file=out,
         )
+        print("(the server reports prompt tokens counted from the body it received)\n", file=out)
         for user_text in script:
             stored = store.append(thread.id, Message.user(user_text))
             print(f"user      > {user_text}   [{stored.tokens} tokens, seq {stored.seq}]", file=out)
