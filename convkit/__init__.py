@@ -1,8 +1,14 @@
 """convkit: conversations with any OpenAI-compatible chat completions endpoint.
 
-The public API lives here. Light modules (messages, errors, models, tokens) are imported
-eagerly; the HTTP client and the database store are imported on first use, so ``import convkit``
-does not pull in httpx or SQLAlchemy.
+The top level holds what an application uses: messages, counting, fitting, the client, the
+store and the errors it catches. Everything else lives in the module it belongs to, documented
+there: wire values (:mod:`convkit.chat`), the fitting building blocks (:mod:`convkit.context`),
+the model registry (:mod:`convkit.models`), store values (:mod:`convkit.store`), the loopback
+server (:mod:`convkit.testing`).
+
+Light modules (messages, errors, models, tokens, context) are imported eagerly; the HTTP client
+and the database store are imported on first use, so ``import convkit`` does not pull in httpx
+or SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -10,12 +16,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from convkit._version import __version__
 from convkit.context import (
     ContextPolicy,
-    Counted,
+    ReadPlan,
     Summarize,
     Summary,
-    SummaryLike,
     SummaryRequest,
     TrimOldest,
     Window,
@@ -60,48 +66,35 @@ from convkit.messages import (
     ToolCall,
     Usage,
 )
-from convkit.models import ModelInfo, ModelRegistry
+from convkit.models import ModelInfo
 from convkit.tokens import TokenCounter, count_tokens
 
 if TYPE_CHECKING:  # pragma: no cover - names resolved lazily at run time
-    from convkit._retry import Backoff
-    from convkit.chat import (
-        ChatChunk,
-        ChatRequest,
-        ChatResponse,
-        Choice,
-        ChoiceDelta,
-        StreamAccumulator,
-        ToolCallDelta,
-        validate_params,
+    from convkit.chat import ChatChunk, ChatResponse
+    from convkit.client import (
+        AsyncChatClient,
+        AsyncChatStream,
+        Backoff,
+        ChatClient,
+        ChatStream,
+        Timeouts,
     )
-    from convkit.client import AsyncChatClient, AsyncChatStream, ChatClient, ChatStream, Timeouts
-    from convkit.store import AsyncStore, NewMessage, Store, StoredMessage, Thread, ThreadPage
-
-__version__ = "0.1.0"
+    from convkit.store import AsyncStore, Store, StoredMessage, Thread
 
 # Public names served from modules that are imported only when first asked for.
 _LAZY: dict[str, str] = {
+    "AsyncChatClient": "convkit.client",
+    "AsyncChatStream": "convkit.client",
     "AsyncStore": "convkit.store",
-    "NewMessage": "convkit.store",
+    "Backoff": "convkit.client",
+    "ChatChunk": "convkit.chat",
+    "ChatClient": "convkit.client",
+    "ChatResponse": "convkit.chat",
+    "ChatStream": "convkit.client",
     "Store": "convkit.store",
     "StoredMessage": "convkit.store",
     "Thread": "convkit.store",
-    "ThreadPage": "convkit.store",
-    "AsyncChatClient": "convkit.client",
-    "AsyncChatStream": "convkit.client",
-    "Backoff": "convkit._retry",
-    "ChatChunk": "convkit.chat",
-    "ChatClient": "convkit.client",
-    "ChatRequest": "convkit.chat",
-    "ChatResponse": "convkit.chat",
-    "ChatStream": "convkit.client",
-    "Choice": "convkit.chat",
-    "ChoiceDelta": "convkit.chat",
-    "StreamAccumulator": "convkit.chat",
     "Timeouts": "convkit.client",
-    "ToolCallDelta": "convkit.chat",
-    "validate_params": "convkit.chat",
 }
 
 __all__ = [
@@ -115,11 +108,8 @@ __all__ = [
     "BadRequestError",
     "ChatChunk",
     "ChatClient",
-    "ChatRequest",
     "ChatResponse",
     "ChatStream",
-    "Choice",
-    "ChoiceDelta",
     "ConflictError",
     "ConnectError",
     "ContentPart",
@@ -127,7 +117,6 @@ __all__ = [
     "ContextOverflowError",
     "ContextPolicy",
     "ConvkitError",
-    "Counted",
     "EncodingUnavailableError",
     "FilePart",
     "ImagePart",
@@ -137,42 +126,37 @@ __all__ = [
     "Message",
     "MessageLike",
     "ModelInfo",
-    "ModelRegistry",
-    "NewMessage",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
     "RawPart",
+    "ReadPlan",
     "SchemaVersionError",
     "Store",
     "StoreError",
     "StoreValueError",
     "StoredMessage",
-    "StreamAccumulator",
     "StreamError",
     "SummarizationError",
     "Summarize",
     "Summary",
-    "SummaryLike",
     "SummaryRequest",
     "TextPart",
     "Thread",
     "ThreadNotFoundError",
-    "ThreadPage",
     "TimeoutError",
     "Timeouts",
     "TokenCounter",
     "ToolCall",
-    "ToolCallDelta",
     "TransportError",
     "TrimOldest",
     "UnknownModelError",
     "UnprocessableEntityError",
     "Usage",
     "Window",
+    "__version__",
     "count_tokens",
     "trim_messages",
-    "validate_params",
 ]
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "DONE_DRAIN_SECONDS",
     "AsyncChatClient",
     "AsyncChatStream",
+    "Backoff",
     "BaseChatClient",
     "ChatClient",
     "ChatStream",

@@ -170,7 +170,8 @@ def run_demo(
             print(f"user      > {user_text}   [{stored.tokens} tokens, seq {stored.seq}]", file=out)
             for _round in range(4):  # a bounded tool loop
                 summary = store.get_summary(thread.id)
-                history = store.window(thread.id, max_prompt_tokens * 4)
+                plan = policy.read_plan(system=system, summary=summary, tools=TOOLS)
+                history = store.window(thread.id, plan)
                 window = policy.fit(history, system=system, summary=summary, tools=TOOLS)
                 if window.error is not None:
                     print(
@@ -178,12 +179,7 @@ def run_demo(
                     )
                 if window.summarized and window.summary is not None:
                     # A new summary: store it, so every process on the thread shares it.
-                    store.put_summary(
-                        thread.id,
-                        window.summary.covers_through_seq,
-                        window.summary.text,
-                        model=MODEL,
-                    )
+                    store.put_summary(thread.id, window.summary)
                     print(
                         f"          (summarized through seq {window.summary.covers_through_seq})",
                         file=out,

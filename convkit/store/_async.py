@@ -6,9 +6,10 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from convkit._drive import adrive
+from convkit.context._values import ReadPlan
 from convkit.messages import MessageLike
 from convkit.store import _sql
 from convkit.store._base import UNSET, NewMessage, StoreBase, TokenCounterLike, database_errors
@@ -40,21 +41,13 @@ T = TypeVar("T")
 
 async def drive(op: _sql.Op[T], session: AsyncSession | AsyncConnection) -> T:
     """Run a sans-IO operation on an async session or connection (inside its transaction)."""
-    try:
-        q = next(op)
-        while True:
-            try:
-                if q.params is None:
-                    result = await session.execute(q.stmt)
-                else:
-                    result = await session.execute(q.stmt, q.params)
-            except DBAPIError as exc:
-                q = op.throw(exc)
-            else:
-                q = op.send(result)
-    except StopIteration as stop:
-        value: T = stop.value
-        return value
+
+    async def execute(q: _sql.Q) -> Any:
+        if q.params is None:
+            return await session.execute(q.stmt)
+        return await session.execute(q.stmt, q.params)
+
+    return await adrive(op, execute)
 
 
 class AsyncStore:
@@ -256,28 +249,29 @@ class AsyncStore:
         return await self._run(op, write=False)
 
     async def window(
-        self, thread_id: str, budget: int, *, include_incomplete: bool = True
+        self,
+        thread_id: str,
+        budget: int | ReadPlan,
+        *,
+        after_seq: int | None = None,
+        include_incomplete: bool = True,
     ) -> list[StoredMessage]:
         """The newest user turn, whatever its size, then older messages fitting ``budget``.
 
         See :meth:`Store.window <convkit.store.Store.window>`.
         """
-        op = self._base._prepare_window(thread_id, budget, include_incomplete)
+        op = self._base._prepare_window(thread_id, budget, after_seq, include_incomplete)
         return await self._run(op, write=False)
 
     # ---- summaries
 
-    async def put_summary(
-        self,
-        thread_id: str,
-        covers_through_seq: int,
-        text: str,
-        *,
-        model: str | None = None,
-        tokens: int | None = None,
-    ) -> Summary:
-        """Store a summary of the thread up to ``covers_through_seq`` (tokens counted if None)."""
-        op = self._base._prepare_put_summary(thread_id, covers_through_seq, text, model, tokens)
+    async def put_summary(self, thread_id: str, summary: Summary) -> Summary:
+        """Store ``summary`` (its ``tokens`` counted when 0) and return it as stored.
+
+        A summary covering less than one already stored never replaces it:
+        :meth:`get_summary` returns the one covering the most history.
+        """
+        op = self._base._prepare_put_summary(thread_id, summary)
         return await self._run(op, write=True)
 
     async def get_summary(self, thread_id: str) -> Summary | None:

@@ -17,6 +17,8 @@ import attrs
 from attrs import field, frozen
 from sqlalchemy.exc import DBAPIError
 
+from convkit.context._budget import counting_key
+from convkit.context._values import ReadPlan
 from convkit.errors import StoreError
 from convkit.messages import Message, MessageLike, Usage, as_message
 from convkit.store import _sql
@@ -336,12 +338,26 @@ class StoreBase:
         return _sql.messages(thread_id, last=last, after_seq=after, limit=limit)
 
     def _prepare_window(
-        self, thread_id: str, budget: int, include_incomplete: bool
+        self,
+        thread_id: str,
+        budget: int | ReadPlan,
+        after_seq: int | None,
+        include_incomplete: bool,
     ) -> _sql.Op[list[StoredMessage]]:
         check_thread_id(thread_id)
+        if isinstance(budget, ReadPlan):
+            if after_seq is None:
+                after_seq = budget.after_seq
+            budget = budget.budget
         check_seq(budget, "budget", maximum=None)  # never stored: any size is fine
+        after = 0 if after_seq is None else check_seq(after_seq, "after_seq")
         return _sql.window(
-            thread_id, budget, include_incomplete=include_incomplete, recount=self._recount
+            thread_id,
+            budget,
+            after_seq=after,
+            include_incomplete=include_incomplete,
+            recount=self._recount,
+            count=self.counter.count_message,
         )
 
     def _prepare_fork(
@@ -361,27 +377,31 @@ class StoreBase:
             values["title"] = _title(title)
         return _sql.fork(thread_id, at_seq, values)
 
-    def _prepare_put_summary(
-        self,
-        thread_id: str,
-        covers_through_seq: int,
-        text: str,
-        model: str | None,
-        tokens: int | None,
-    ) -> _sql.Op[Summary]:
+    def _prepare_put_summary(self, thread_id: str, summary: Summary) -> _sql.Op[Summary]:
         check_thread_id(thread_id)
-        text_ = check_text(text, "text")
-        assert text_ is not None
+        if not isinstance(summary, Summary):
+            raise StoreValueError(
+                f"put_summary takes a convkit.Summary, got {type(summary).__name__}",
+                field="summary",
+            )
+        text = check_text(summary.text, "text")
+        assert text is not None
+        if summary.tokens <= 0:
+            # One rendering, one count: what the summary's message costs in a prompt.
+            tokens = self._count(summary.as_message(), "tokens")
+            counted_with: str | None = counting_key(self.counter)
+        else:
+            tokens, counted_with = check_seq(summary.tokens, "tokens"), summary.counted_with
+        if counted_with is not None:
+            counted_with = check_name(counted_with, "counted_with", MAX_ENCODING_LENGTH)
         values = {
-            "covers_through_seq": check_seq(covers_through_seq, "covers_through_seq", minimum=1),
-            "text": text_,
-            "model": check_text(model, "model", optional=True, max_length=MAX_MODEL_LENGTH),
-            # A summary goes into the prompt as a system message; count it as one.
-            "tokens": (
-                self._count(Message.system(text_), "tokens")
-                if tokens is None
-                else check_seq(tokens, "tokens")
+            "covers_through_seq": check_seq(
+                summary.covers_through_seq, "covers_through_seq", minimum=1
             ),
+            "text": text,
+            "model": check_text(summary.model, "model", optional=True, max_length=MAX_MODEL_LENGTH),
+            "tokens": tokens,
+            "counted_with": counted_with,
             "created_at": _now(),
         }
         return _sql.put_summary(thread_id, values)

@@ -103,7 +103,7 @@ def summary_record(s: Summary) -> str:
             "text": s.text,
             "tokens": s.tokens,
             "model": s.model,
-            "created_at": _ts(s.created_at),
+            "created_at": None if s.created_at is None else _ts(s.created_at),
         }
     )
 

@@ -152,6 +152,8 @@ class SummaryRow(Base):
     tokens: Mapped[int] = mapped_column(Integer, nullable=False)
     model: Mapped[str | None] = mapped_column(String(MAX_MODEL_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    #: The counting rules ``tokens`` was made with (``convkit.context.counting_key``).
+    counted_with: Mapped[str | None] = mapped_column(String(MAX_ENCODING_LENGTH))
 
     __table_args__ = (
         Index("ix_convkit_summaries_thread", "thread_id", "covers_through_seq", "id"),
@@ -194,6 +196,7 @@ def summary_from_row(row: SummaryRow, thread_id: str | None = None) -> Summary:
         covers_through_seq=row.covers_through_seq,
         text=row.text,
         tokens=row.tokens,
+        counted_with=row.counted_with,
         model=row.model,
         created_at=row.created_at,
     )

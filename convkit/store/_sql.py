@@ -39,7 +39,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import IntegrityError
 
+from convkit.context import _groups
 from convkit.errors import ThreadNotFoundError
+from convkit.messages import Message
 from convkit.store._jsonl import message_record, summary_record, thread_record
 from convkit.store._rows import (
     MessageRow,
@@ -51,7 +53,6 @@ from convkit.store._rows import (
     thread_from_row,
 )
 from convkit.store._values import StoredMessage, StoreValueError, Summary, Thread, ThreadPage
-from convkit.store._window import WindowBuilder
 
 __all__ = ["Op", "Q", "Segment"]
 
@@ -442,15 +443,17 @@ def messages(
 
 
 def _newest_user_seq(
-    segments: Sequence[Segment], below: int, *, include_incomplete: bool
+    segments: Sequence[Segment], below: int, above: int, *, include_incomplete: bool
 ) -> Op[int | None]:
-    """The ``seq`` of the newest user message below ``below``, or None (one query a segment)."""
+    """The ``seq`` of the newest user message in (above, below), or None (one query a segment)."""
     for segment in segments:
         stmt = select(MessageRow.seq).where(
             MessageRow.thread_id == segment.thread_id,
             MessageRow.role == "user",
             MessageRow.seq < below,
         )
+        if above > 0:
+            stmt = stmt.where(MessageRow.seq > above)
         if segment.cap is not None:
             stmt = stmt.where(MessageRow.seq <= segment.cap)
         if not include_incomplete:
@@ -465,37 +468,58 @@ def window(
     thread_id: str,
     budget: int,
     *,
+    after_seq: int,
     include_incomplete: bool,
     recount: Callable[[StoredMessage], StoredMessage],
+    count: Callable[[Message], int],
 ) -> Op[list[StoredMessage]]:
     """The newest user turn, whatever its size, then older whole units that fit ``budget``.
 
-    Rows are read newest-first in pages (see ``_window``). When the budget runs out before a
-    user message is seen, one query finds the newest user message further back: if there is
+    Rows are read newest-first in pages, by the reading rule of
+    :class:`convkit.context._groups.Tail`, and the window is chosen by the one rule that the
+    policies use too (:func:`convkit.context._groups.select`). When the budget runs out before
+    a user message is seen, one query finds the newest user message further back: if there is
     one, the walk goes on down to it (all of it belongs to the window); if there is none, the
     window is what fitted. Either way only the window's rows are read.
     """
     _, segments = yield from lineage(thread_id)
-    builder = WindowBuilder(budget, include_incomplete=include_incomplete)
+    tail = _groups.Tail(budget, include_incomplete=include_incomplete, recount=count)
     last_seq = 0
 
     def visit(r: MessageRow) -> bool:
         nonlocal last_seq
         last_seq = r.seq
-        return builder.feed(recount(message_from_row(r, thread_id)))
+        stored = recount(message_from_row(r, thread_id))
+        if tail.take(stored):
+            return True
+        pending.append(stored)
+        return False
 
-    yield from walk_newest_first(segments, visit)
-    if builder.needs_anchor:
+    pending: list[StoredMessage] = []
+    yield from walk_newest_first(segments, visit, after_seq=after_seq)
+    if tail.needs_anchor:
         anchor = yield from _newest_user_seq(
-            segments, last_seq, include_incomplete=include_incomplete
+            segments, last_seq, after_seq, include_incomplete=include_incomplete
         )
         if anchor is not None:
-            builder.anchor_exists()
+            tail.anchor_exists()
+            tail.take(pending.pop())
             # One page reaches the anchor and the message before it; more only for tool results.
             yield from walk_newest_first(
-                segments, visit, below=last_seq - 1, first_page=last_seq - anchor + 1
+                segments,
+                visit,
+                after_seq=after_seq,
+                below=last_seq - 1,
+                first_page=last_seq - anchor + 1,
             )
-    return builder.finish()
+    chosen = _groups.select(
+        tail.entries,
+        budget,
+        recount=count,
+        include_incomplete=include_incomplete,
+        over_budget="keep",
+    )
+    return list(chosen.kept)
 
 
 def export_lines(thread_id: str, emit: Callable[[str], None]) -> Op[None]:
@@ -571,6 +595,7 @@ def put_summary(thread_id: str, values: dict[str, Any]) -> Op[Summary]:
         covers_through_seq=covers,
         text=values["text"],
         tokens=values["tokens"],
+        counted_with=values["counted_with"],
         model=values["model"],
         created_at=values["created_at"],
     )

@@ -7,9 +7,10 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from convkit._drive import drive as run_steps
+from convkit.context._values import ReadPlan
 from convkit.messages import MessageLike
 from convkit.store import _sql
 from convkit.store._base import UNSET, NewMessage, StoreBase, TokenCounterLike, database_errors
@@ -41,21 +42,13 @@ T = TypeVar("T")
 
 def drive(op: _sql.Op[T], session: Session | Connection) -> T:
     """Run a sans-IO operation on a session or connection (inside its transaction)."""
-    try:
-        q = next(op)
-        while True:
-            try:
-                if q.params is None:
-                    result = session.execute(q.stmt)
-                else:
-                    result = session.execute(q.stmt, q.params)
-            except DBAPIError as exc:
-                q = op.throw(exc)
-            else:
-                q = op.send(result)
-    except StopIteration as stop:
-        value: T = stop.value
-        return value
+
+    def execute(q: _sql.Q) -> Any:
+        if q.params is None:
+            return session.execute(q.stmt)
+        return session.execute(q.stmt, q.params)
+
+    return run_steps(op, execute)
 
 
 class Store:
@@ -260,35 +253,42 @@ class Store:
         )
 
     def window(
-        self, thread_id: str, budget: int, *, include_incomplete: bool = True
+        self,
+        thread_id: str,
+        budget: int | ReadPlan,
+        *,
+        after_seq: int | None = None,
+        include_incomplete: bool = True,
     ) -> list[StoredMessage]:
-        """The newest user turn, then the older messages that fit ``budget``, chronological.
+        """The messages a request may carry: the newest user turn, then what fits ``budget``.
 
-        The newest user turn (every message from the newest ``user`` message to the end) is
-        always included, even when it alone exceeds ``budget``: the caller's context policy
-        decides whether to truncate it or raise :class:`~convkit.ContextOverflowError`. Older
-        messages are added newest-first while they fit, stopping at the first unit that does
-        not. Tool-call groups are kept or dropped whole, groups missing a result are left out,
-        and the window starts on a user (or system) message. A thread without a user message
-        gets only what fits. The budget covers the messages only: the system prompt, a summary
-        and reply priming are the caller's to subtract. Only the window's rows are read.
+        ``budget`` is a token count or a policy's :class:`~convkit.context.ReadPlan`
+        (``policy.read_plan(...)``: the budget left after the system prompt, summary, tools
+        and the reply's reserve, and the summary's ``covers_through_seq``), so that a turn
+        reads exactly the rows it may send, once. Only messages after ``after_seq`` are read.
+
+        The window follows convkit's one rule for windows (see ``docs/conversations.md``): the
+        newest user turn (every message from the newest ``user`` message to the end) is
+        always included, even when it alone exceeds ``budget`` (the caller's policy decides
+        whether to truncate or raise :class:`~convkit.ContextOverflowError`); older whole
+        units are added newest-first while they fit, stopping at the first that does not;
+        a tool call and its results are kept together, unanswered calls are removed and
+        orphaned results dropped; incomplete rows are kept as text (their tool calls removed)
+        unless ``include_incomplete=False``; the window starts on a user message. A thread
+        without a user message gets only what fits. Only the window's rows are read.
         """
-        op = self._base._prepare_window(thread_id, budget, include_incomplete)
+        op = self._base._prepare_window(thread_id, budget, after_seq, include_incomplete)
         return self._run(op, write=False)
 
     # ---- summaries
 
-    def put_summary(
-        self,
-        thread_id: str,
-        covers_through_seq: int,
-        text: str,
-        *,
-        model: str | None = None,
-        tokens: int | None = None,
-    ) -> Summary:
-        """Store a summary of the thread up to ``covers_through_seq`` (tokens counted if None)."""
-        op = self._base._prepare_put_summary(thread_id, covers_through_seq, text, model, tokens)
+    def put_summary(self, thread_id: str, summary: Summary) -> Summary:
+        """Store ``summary`` (its ``tokens`` counted when 0) and return it as stored.
+
+        A summary covering less than one already stored never replaces it:
+        :meth:`get_summary` returns the one covering the most history.
+        """
+        op = self._base._prepare_put_summary(thread_id, summary)
         return self._run(op, write=True)
 
     def get_summary(self, thread_id: str) -> Summary | None:

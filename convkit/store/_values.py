@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from attrs import field, frozen
 
+from convkit.context._values import Summary
 from convkit.errors import StoreValueError
 from convkit.messages import Message, Usage
 
@@ -131,24 +132,6 @@ class StoredMessage:
     def to_openai(self) -> dict[str, Any]:
         """Return the wire-format dict of the message (what goes into a request)."""
         return self.message.to_openai()
-
-
-@frozen(kw_only=True)
-class Summary:
-    """A stored rolling summary of a thread's history up to and including ``covers_through_seq``.
-
-    Example::
-
-        store.put_summary(thread.id, covers_through_seq=40, text="...", model="gpt-4o-mini")
-        store.get_summary(thread.id).covers_through_seq  # 40
-    """
-
-    thread_id: str
-    covers_through_seq: int
-    text: str
-    tokens: int
-    model: str | None = None
-    created_at: datetime = field(converter=_utc)
 
 
 @frozen(kw_only=True)

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from convkit import Message, ThreadNotFoundError, ToolCall
+from convkit.context import Summary
 from convkit.store import AsyncStore, NewMessage, Store, StoreValueError
 
 pytestmark = pytest.mark.anyio
@@ -56,7 +57,7 @@ async def test_async_flow(store_url: URL, counter: Any) -> None:
         fork = await store.fork(thread.id, at_seq=1)
         await store.append(fork.id, Message.assistant("other"))
         assert [m.message.text for m in await store.messages(fork.id)] == ["hi", "other"]
-        await store.put_summary(thread.id, 4, "s")
+        await store.put_summary(thread.id, Summary(covers_through_seq=4, text="s"))
         summary = await store.get_summary(thread.id)
         assert summary is not None and summary.text == "s"
         assert len(await store.list_summaries(fork.id)) == 0

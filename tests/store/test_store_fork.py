@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from convkit import Message
+from convkit.context import Summary, counting_key
 from convkit.store import Store, StoreValueError
 
 
@@ -72,13 +73,13 @@ def test_nested_forks(store: Store) -> None:
 def test_summaries_follow_lineage(store: Store) -> None:
     parent = store.create_thread()
     store.append_many(parent.id, [Message.user(str(i)) for i in range(10)])
-    store.put_summary(parent.id, 4, "first four", model="m")
-    store.put_summary(parent.id, 8, "first eight")
+    store.put_summary(parent.id, Summary(covers_through_seq=4, text="first four", model="m"))
+    store.put_summary(parent.id, Summary(covers_through_seq=8, text="first eight"))
     child = store.fork(parent.id, at_seq=6)
     s = store.get_summary(child.id)
     assert s is not None and s.text == "first four" and s.thread_id == child.id
     store.append(child.id, Message.user("7"))
-    store.put_summary(child.id, 7, "child seven")
+    store.put_summary(child.id, Summary(covers_through_seq=7, text="child seven"))
     got = store.get_summary(child.id)
     assert got is not None and got.text == "child seven"
     assert [x.text for x in store.list_summaries(child.id)] == ["first four", "child seven"]
@@ -90,9 +91,12 @@ def test_summary_put_and_get(store: Store, counter: Any) -> None:
     thread = store.create_thread()
     assert store.get_summary(thread.id) is None
     store.append_many(thread.id, [Message.user("a"), Message.user("b")])
-    s1 = store.put_summary(thread.id, 1, "about a", model="gpt-4o-mini")
-    assert s1.tokens == counter.count_message(Message.system("about a"))
-    s2 = store.put_summary(thread.id, 2, "about a and b", tokens=5)
+    s1 = store.put_summary(thread.id, Summary(covers_through_seq=1, text="about a", model="gpt-4o-mini"))
+    # one rendering of a summary into a message, one count, stored with its counting rules
+    assert s1.tokens == counter.count_message(s1.as_message())
+    assert s1.as_message().content == "Summary of the earlier conversation:\nabout a"
+    assert s1.counted_with == counting_key(counter)
+    s2 = store.put_summary(thread.id, Summary(covers_through_seq=2, text="about a and b", tokens=5))
     assert store.get_summary(thread.id) == s2
     assert store.list_summaries(thread.id) == [s1, s2]
 
@@ -100,10 +104,10 @@ def test_summary_put_and_get(store: Store, counter: Any) -> None:
 def test_deleting_a_parent_keeps_its_forks_whole(store: Store) -> None:
     a = store.create_thread()
     store.append_many(a.id, [Message.user(f"a{i}") for i in range(1, 6)])
-    store.put_summary(a.id, 2, "a up to 2")
+    store.put_summary(a.id, Summary(covers_through_seq=2, text="a up to 2"))
     b = store.fork(a.id, at_seq=3)
     store.append_many(b.id, [Message.user("b4"), Message.user("b5")])
-    store.put_summary(b.id, 4, "b up to 4")
+    store.put_summary(b.id, Summary(covers_through_seq=4, text="b up to 4"))
     c = store.fork(b.id, at_seq=5)
     store.append(c.id, Message.user("c6"))
     d = store.fork(b.id, at_seq=2)

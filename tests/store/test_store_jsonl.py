@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from convkit import Message, ToolCall, Usage
+from convkit.context import Summary
 from convkit.store import EXPORT_FORMAT, NewMessage, Store, StoreValueError
 
 
@@ -39,7 +40,7 @@ def _fill(store: Store) -> str:
             ),
         ],
     )
-    store.put_summary(thread.id, 4, "asked for the weather", model="mini")
+    store.put_summary(thread.id, Summary(covers_through_seq=4, text="asked for the weather", model="mini"))
     return thread.id
 
 

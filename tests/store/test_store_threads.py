@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from convkit import ThreadNotFoundError
+from convkit.context import Summary
 from convkit.store import Store, StoreValueError
 
 
@@ -39,7 +40,7 @@ def test_unknown_thread_everywhere(store: Store) -> None:
         lambda: store.messages("nope"),
         lambda: store.window("nope", 100),
         lambda: store.fork("nope"),
-        lambda: store.put_summary("nope", 1, "s"),
+        lambda: store.put_summary("nope", Summary(covers_through_seq=1, text="s")),
         lambda: store.get_summary("nope"),
     ):
         with pytest.raises(ThreadNotFoundError) as info:
@@ -117,7 +118,7 @@ def test_delete_thread_takes_messages_and_summaries(store: Store) -> None:
         store.append_many(
             t.id, [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
         )
-        store.put_summary(t.id, 2, "summary")
+        store.put_summary(t.id, Summary(covers_through_seq=2, text="summary"))
     store.delete_thread(gone.id)
     with pytest.raises(ThreadNotFoundError):
         store.get_thread(gone.id)

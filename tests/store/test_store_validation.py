@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from convkit import InvalidMessageError, Message, SchemaVersionError
+from convkit.context import Summary
 from convkit.store import MAX_METADATA_BYTES, NewMessage, Store, StoreValueError
 
 
@@ -121,11 +122,11 @@ def test_summary_validation(store: Store) -> None:
     thread = store.create_thread()
     store.append(thread.id, Message.user("x"))
     with pytest.raises(StoreValueError, match="cannot cover seq 2"):
-        store.put_summary(thread.id, 2, "too far")
+        store.put_summary(thread.id, Summary(covers_through_seq=2, text="too far"))
     with pytest.raises(StoreValueError, match="covers_through_seq"):
-        store.put_summary(thread.id, 0, "nothing")
+        store.put_summary(thread.id, Summary(covers_through_seq=0, text="nothing"))
     with pytest.raises(StoreValueError, match="NUL"):
-        store.put_summary(thread.id, 1, "a\x00b")
+        store.put_summary(thread.id, Summary(covers_through_seq=1, text="a\x00b"))
     assert store.get_summary(thread.id) is None
 
 
@@ -160,9 +161,9 @@ COLUMN_LIMITS: list[tuple[str, Callable[[Store, str], object], str]] = [
         ),
         "messages[1].tokens",
     ),
-    ("summary tokens", lambda s, t: s.put_summary(t, 1, "s", tokens=TOO_BIG), "tokens"),
-    ("summary model", lambda s, t: s.put_summary(t, 1, "s", model="m" * 201), "model"),
-    ("summary seq", lambda s, t: s.put_summary(t, TOO_BIG, "s"), "covers_through_seq"),
+    ("summary tokens", lambda s, t: s.put_summary(t, Summary(covers_through_seq=1, text="s", tokens=TOO_BIG)), "tokens"),
+    ("summary model", lambda s, t: s.put_summary(t, Summary(covers_through_seq=1, text="s", model="m" * 201)), "model"),
+    ("summary seq", lambda s, t: s.put_summary(t, Summary(covers_through_seq=TOO_BIG, text="s")), "covers_through_seq"),
     ("fork seq", lambda s, t: s.fork(t, TOO_BIG), "at_seq"),
     ("after_seq", lambda s, t: s.messages(t, after_seq=TOO_BIG), "after_seq"),
     ("last", lambda s, t: s.messages(t, last=TOO_BIG), "last"),
@@ -191,7 +192,7 @@ def test_values_at_the_limits_are_stored_on_every_backend(store: Store) -> None:
     thread = store.create_thread()
     stored = store.append(thread.id, Message.user("hi"), tokens=2**31 - 1)
     assert store.messages(thread.id)[0].tokens == stored.tokens == 2**31 - 1
-    summary = store.put_summary(thread.id, 1, "s", model="m" * 200, tokens=2**31 - 1)
+    summary = store.put_summary(thread.id, Summary(covers_through_seq=1, text="s", model="m" * 200, tokens=2**31 - 1))
     assert store.get_summary(thread.id) == summary
 
 
@@ -213,7 +214,7 @@ def test_counts_and_encodings_from_a_custom_counter_are_checked(store_url: Any) 
         assert store.get_thread(thread.id).last_seq == 0
         store.append(thread.id, Message.user("x"), tokens=1)  # a given count is not recounted
         with pytest.raises(StoreValueError) as info:
-            store.put_summary(thread.id, 1, "s")
+            store.put_summary(thread.id, Summary(covers_through_seq=1, text="s"))
         assert info.value.field == "tokens"
         assert store.list_summaries(thread.id) == []
     with Store(store_url, counter=_Counter(3, encoding="e" * 65)) as store:

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import event
 
 from convkit import Message, ToolCall
+from convkit.context._groups import Tail, select
 from convkit.store import NewMessage, Store, StoredMessage
-from convkit.store._window import WindowBuilder
 
 NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -40,20 +40,24 @@ def _is_anchor(m: StoredMessage, include_incomplete: bool) -> bool:
 
 
 def fit(history: list[StoredMessage], budget: int, **kw: Any) -> list[int]:
-    """Drive a builder the way the store does, answering its question about older users."""
-    builder = WindowBuilder(budget, **kw)
+    """Read and select the way the store does, answering the question about older users."""
     include_incomplete = kw.get("include_incomplete", True)
+    tail = Tail(budget, include_incomplete=include_incomplete)
     newest_first = history[::-1]
     for i, m in enumerate(newest_first):
-        if builder.feed(m):
+        if tail.take(m):
             continue
-        if builder.needs_anchor and any(
+        if tail.needs_anchor and any(
             _is_anchor(o, include_incomplete) for o in newest_first[i + 1 :]
         ):
-            builder.anchor_exists()
+            tail.anchor_exists()
+            assert tail.take(m)
             continue
         break
-    return [m.seq for m in builder.finish()]
+    chosen = select(
+        tail.entries, budget, include_incomplete=include_incomplete, over_budget="keep"
+    )
+    return [m.seq for m in chosen.kept]
 
 
 def test_keeps_newest_that_fit_and_starts_on_user() -> None:
@@ -101,7 +105,9 @@ def test_incomplete_group_and_orphans_are_left_out() -> None:
         sm(6, Message.assistant("answer")),
         sm(7, call("c")),  # newest call still waiting for its result
     ]
-    assert fit(h, 1000) == [1, 4, 6]
+    # the answered call stays (call b removed from its message), the orphan and the waiting
+    # call (no text, nothing answered) go
+    assert fit(h, 1000) == [1, 2, 3, 4, 6]
 
 
 def test_incomplete_messages() -> None:
@@ -224,10 +230,10 @@ def test_without_any_user_message_only_what_fits() -> None:
     # nothing is mandatory: 3 fits, 2 does not, and a window never starts on an assistant
     assert fit(h, 35) == []
     assert fit(h, 5) == []
-    builder = WindowBuilder(5)
-    assert builder.feed(h[2]) is False
-    assert builder.needs_anchor
-    assert builder.finish() == []
+    tail = Tail(5)
+    assert tail.take(h[2]) is False
+    assert tail.needs_anchor
+    assert select(tail.entries, 5, over_budget="keep").kept == ()
 
 
 def _seqs(window: list[StoredMessage]) -> list[int]:

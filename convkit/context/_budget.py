@@ -1,0 +1,90 @@
+"""Budget arithmetic: the reply's reserve, the prompt budget, what the fixed prefix costs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from convkit.errors import InvalidRequestError
+from convkit.messages import Message
+from convkit.tokens import TokenCounter
+
+__all__ = ["counting_key", "default_reply_reserve", "prompt_budget", "summary_tokens"]
+
+
+def default_reply_reserve(context_window: int, max_output_tokens: int) -> int:
+    """Tokens held for the reply when a request names no ``max_tokens``.
+
+    ``min(4096, max_output_tokens, context_window // 4)``: enough for a long answer without
+    starving small windows (gpt-4's 8,192 keeps 2,048).
+    """
+    return min(4096, max_output_tokens, context_window // 4)
+
+
+def prompt_budget(
+    counter: TokenCounter,
+    *,
+    max_prompt_tokens: int | None = None,
+    reply_tokens: int | None = None,
+) -> int:
+    """The prompt-token budget for ``counter``'s model (tools not yet subtracted)."""
+    if max_prompt_tokens is not None:
+        if max_prompt_tokens <= 0:
+            raise ValueError(f"max_prompt_tokens must be positive, got {max_prompt_tokens}")
+        return max_prompt_tokens
+    info = counter.info
+    reserve = (
+        reply_tokens
+        if reply_tokens is not None
+        else default_reply_reserve(info.context_window, info.max_output_tokens)
+    )
+    if reserve < 0:
+        raise ValueError(f"the reply reserve must be >= 0, got {reserve}")
+    if reserve >= info.context_window:
+        raise InvalidRequestError(
+            f"the reply reserve ({reserve} tokens) leaves no room for a prompt in "
+            f"{info.name}'s {info.context_window}-token context window",
+            param="max_tokens",
+        )
+    return math.floor((info.context_window - reserve) * (1.0 - info.safety_margin))
+
+
+def counting_key(counter: Any) -> str:
+    """The rules a message's count depends on: encoding and per-message overheads.
+
+    A count made under one key is valid under the same key only: two models can share an
+    encoding and still frame messages differently (gpt-3.5-turbo-0301 adds 4 tokens a message,
+    later models 3).
+    """
+    info = getattr(counter, "info", None)
+    encoding = counter.encoding_name
+    if info is None:
+        return str(encoding)
+    return f"{encoding}/{info.tokens_per_message}/{info.tokens_per_name}"
+
+
+def summary_tokens(counter: TokenCounter, summary: Any, role: str = "system") -> int:
+    """What ``summary``'s message costs: its stored count when made under ``counter``'s rules."""
+    if (
+        role == "system"
+        and summary.tokens > 0
+        and getattr(summary, "counted_with", None) == counting_key(counter)
+    ):
+        return int(summary.tokens)
+    return counter.count_message(summary.as_message(role))
+
+
+def prefix_tokens(
+    counter: TokenCounter,
+    prefix: Sequence[Message],
+    tools: Sequence[Mapping[str, Any]] | None,
+    summary_cost: int = 0,
+) -> int:
+    """Reply priming + tools + the system messages (+ a summary's cost): the fixed part."""
+    return (
+        counter.info.reply_priming
+        + counter.count_tools(tools)
+        + sum(counter.count_message(m) for m in prefix)
+        + summary_cost
+    )

@@ -1,0 +1,257 @@
+"""The fitting core: history views, truncation, building a :class:`Window`, ``trim_messages``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, Union
+
+import attrs
+
+from convkit.context._budget import counting_key, prefix_tokens, prompt_budget, summary_tokens
+from convkit.context._groups import Tail, Unit, _unit, select
+from convkit.context._values import Counted, Summary, Window
+from convkit.errors import SummarizationError
+from convkit.messages import Message, MessageLike, TextPart, as_message
+from convkit.tokens import TokenCounter, _counter_for
+
+__all__ = ["HistoryItem", "History", "build_window", "trim_messages"]
+
+T = TypeVar("T")
+
+#: What a policy accepts as history: :class:`Counted`, the store's stored messages (anything
+#: with ``message``, ``tokens`` and ``seq``), :class:`~convkit.Message` or an OpenAI dict.
+HistoryItem = Union[Counted, Message, Mapping[str, Any], Any]
+
+
+def _to_counted(it: Any, i: int, counter: TokenCounter, key: str) -> Counted:
+    if isinstance(it, Counted):
+        return it
+    msg = getattr(it, "message", None)
+    tokens = getattr(it, "tokens", None)
+    seq = getattr(it, "seq", None)
+    if isinstance(msg, Message) and isinstance(tokens, int) and isinstance(seq, int):
+        status = getattr(it, "status", "complete")
+        made_with = getattr(it, "counted_with", None) or getattr(it, "encoding", None)
+        if made_with is not None and made_with not in (key, counter.encoding_name):
+            tokens = counter.count_message(msg)  # counted under other rules: recount once
+        return Counted(message=msg, tokens=tokens, seq=seq, status=status)
+    m = as_message(it, i)
+    return Counted(message=m, tokens=counter.count_message(m), seq=i + 1)
+
+
+class History:
+    """A lazy view of a policy's input: an item is converted (and counted) only when reached.
+
+    Policies walk history newest-first and stop once the budget is met, so a turn on a
+    100,000-message thread touches about as many items as one on a 100-message thread.
+    """
+
+    def __init__(self, items: Sequence[HistoryItem], counter: TokenCounter) -> None:
+        self._items = items
+        self._counter = counter
+        self._key = counting_key(counter)
+        self._memo: dict[int, Counted] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def at(self, i: int) -> Counted:
+        """The ``i``-th item as a :class:`Counted` (converted and counted once)."""
+        item = self._items[i]
+        if type(item) is Counted:
+            return item  # the common case: nothing to convert or remember
+        c = self._memo.get(i)
+        if c is None:
+            c = self._memo[i] = _to_counted(item, i, self._counter, self._key)
+        return c
+
+    def tail(self, room: int, after_seq: int | None) -> list[Counted]:
+        """The newest entries that can matter for a window of ``room`` history tokens.
+
+        Stops at the summary's coverage (``after_seq``); follows :class:`Tail`'s reading rule,
+        the same a store's ``window()`` read uses.
+        """
+        tail = Tail(room, recount=self._counter.count_message)
+        for i in range(len(self._items) - 1, -1, -1):
+            c = self.at(i)
+            if after_seq is not None and c.seq <= after_seq:
+                break
+            if tail.take(c):
+                continue
+            if tail.needs_anchor and self._user_before(i, after_seq):
+                tail.anchor_exists()
+                tail.take(c)
+                continue
+            break
+        return tail.entries
+
+    def _user_before(self, i: int, after_seq: int | None) -> bool:
+        for k in range(i, -1, -1):
+            c = self.at(k)
+            if after_seq is not None and c.seq <= after_seq:
+                return False
+            if c.message.role == "user":
+                return True
+        return False
+
+
+def truncator(counter: TokenCounter) -> Any:
+    """The truncation step for :func:`~convkit.context._groups.select`: cut the newest message."""
+
+    def truncate(
+        units: list[Unit], last_user: int, need: int, budget: int
+    ) -> tuple[list[Unit], int]:
+        unit = units[last_user]
+        entry = unit.entries[0]
+        m: Message = entry.message
+        allowed = entry.tokens - (need - budget)  # what the message may cost after cutting
+        others = (
+            ()
+            if isinstance(m.content, str) or m.content is None
+            else tuple(p for p in m.content if not isinstance(p, TextPart))
+        )
+
+        def with_text(text: str) -> Message:
+            if not others:
+                return attrs.evolve(m, content=text)
+            return attrs.evolve(m, content=(TextPart(text=text), *others))
+
+        enc = counter.encoding
+        ids = enc.encode_ordinary(m.text)
+        keep = max(0, allowed - counter.count_message(with_text("")) - 1)
+        keep = min(keep, len(ids))
+        while True:
+            new = with_text(enc.decode(ids[:keep]) + ("…" if keep < len(ids) else ""))
+            tokens = counter.count_message(new)
+            if tokens <= allowed or keep == 0:
+                break
+            keep = max(0, keep - max(1, tokens - allowed))
+        units = list(units)
+        units[last_user] = _unit(
+            (attrs.evolve(entry, message=new, tokens=tokens), *unit.entries[1:])
+        )
+        return units, need - entry.tokens + tokens
+
+    return truncate
+
+
+def build_window(
+    counter: TokenCounter,
+    history: History,
+    *,
+    system: Sequence[MessageLike],
+    summary: Summary | None,
+    tools: Sequence[Mapping[str, Any]] | None,
+    budget: int,
+    truncate: bool,
+    summary_role: str,
+    summarized: tuple[int, ...] = (),
+    error: SummarizationError | None = None,
+) -> Window:
+    """Fit ``history`` after ``system`` (and ``summary``) into ``budget``: the one window step."""
+    prefix = [as_message(m, i) for i, m in enumerate(system)]
+    after_seq = None
+    cost = 0
+    if summary is not None:
+        after_seq = summary.covers_through_seq
+        cost = summary_tokens(counter, summary, summary_role)
+    fixed = prefix_tokens(counter, prefix, tools, cost)
+    if summary is not None:
+        prefix.append(summary.as_message(summary_role))
+    candidates = history.tail(budget - fixed, after_seq)
+    fit = select(
+        candidates,
+        budget,
+        prefix_tokens=fixed,
+        recount=counter.count_message,
+        over_budget="truncate" if truncate else "raise",
+        truncate=truncator(counter),
+    )
+    return Window(
+        messages=(*prefix, *(c.message for c in fit.kept)),
+        prompt_tokens=fit.tokens,
+        budget=budget,
+        first_seq=fit.kept[0].seq if fit.kept else None,
+        dropped=fit.dropped,
+        summary=summary,
+        summarized=summarized,
+        truncated=fit.truncated,
+        error=error,
+        exact=counter.exact,
+    )
+
+
+def _split_prefix(msgs: Sequence[Message]) -> int:
+    k = 0
+    while k < len(msgs) and msgs[k].role in ("system", "developer"):
+        k += 1
+    return k
+
+
+def trim_messages(
+    messages: Sequence[T],
+    *,
+    model: str,
+    max_prompt_tokens: int | None = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    max_tokens: int | None = None,
+    max_completion_tokens: int | None = None,
+    truncate: bool = False,
+    counter: TokenCounter | None = None,
+) -> list[T]:
+    """Return the newest part of ``messages`` that fits the model's prompt budget.
+
+    The result holds the same kind of items it was given (OpenAI dicts or :class:`Message`),
+    untouched except where a call had to be removed from an incomplete tool-call group or the
+    newest message was truncated. Its ``count_tokens(result, model=model, tools=tools)`` is
+    within the budget, always.
+
+    Args:
+        messages: the conversation, oldest first.
+        model: the model the request goes to (sets the window, encoding and overheads).
+        max_prompt_tokens: the budget; default: the context window minus the reply reserve.
+        tools: the request's tool definitions (they count against the budget).
+        max_tokens: the request's reply limit (reserved from the window).
+        max_completion_tokens: same, the newer parameter name (wins over ``max_tokens``).
+        truncate: when the system prompt and newest turn alone do not fit, cut the newest
+            user message's text instead of raising.
+        counter: a :class:`TokenCounter` to reuse (default: a shared one for ``model``).
+
+    Raises:
+        ContextOverflowError: the smallest valid window does not fit (``needed``/``available``).
+        InvalidMessageError: a message is invalid (names its index).
+
+    Example::
+
+        window = trim_messages(history, model="gpt-4o", max_prompt_tokens=8_000)
+    """
+    counter = counter or _counter_for(model)
+    items: list[Any] = list(messages)
+    msgs = [as_message(m, i) for i, m in enumerate(items)]
+    reply = max_completion_tokens if max_completion_tokens is not None else max_tokens
+    budget = prompt_budget(counter, max_prompt_tokens=max_prompt_tokens, reply_tokens=reply)
+    p = _split_prefix(msgs)
+    fixed = prefix_tokens(counter, msgs[:p], tools)
+    history = [
+        Counted(message=m, tokens=counter.count_message(m), seq=i)
+        for i, m in enumerate(msgs)
+        if i >= p
+    ]
+    fit = select(
+        history,
+        budget,
+        prefix_tokens=fixed,
+        recount=counter.count_message,
+        over_budget="truncate" if truncate else "raise",
+        truncate=truncator(counter),
+    )
+    out: list[Any] = list(items[:p])
+    for c in fit.kept:
+        original = items[c.seq]
+        if c.message is msgs[c.seq]:
+            out.append(original)
+        elif isinstance(original, Message):
+            out.append(c.message)
+        else:
+            out.append(c.message.to_openai())
+    return out

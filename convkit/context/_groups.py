@@ -1,0 +1,336 @@
+"""The one rule for what a window may hold: tool-call groups, the newest turn, where it starts.
+
+Both the policies (:mod:`convkit.context`) and the store's ``window()`` use this module, so a
+window read from the store and a window fitted by a policy follow the same rule:
+
+1. **Tool-call groups.** An assistant message with ``tool_calls`` and the run of ``tool``
+   messages *directly* after it are one unit, kept or dropped whole (the API pairs results with
+   calls by position). Within the run, the first result for each call id belongs to the call;
+   any other ``tool`` message is an orphan and is dropped, as is a ``tool`` message anywhere
+   else. A call left without a result (a crash between call and result, a call still running)
+   is removed from its message; the answered calls and the message's text stay. A message left
+   with no text, no refusal and no call is dropped. The legacy ``function_call`` / ``function``
+   pair follows the same rule, keyed by function name.
+2. **Incomplete rows** (what a broken or abandoned stream left, status ``"incomplete"``) are
+   kept as text; their tool calls are removed (the arguments may be cut short), so the results
+   after them become orphans. ``include_incomplete=False`` leaves such rows out altogether.
+3. **The newest turn is whole.** The newest ``user`` message and everything after it is what the
+   reply needs: it is sent whole, or (for a policy) the request cannot be made.
+4. **Older whole units, newest first, while they fit.** The walk stops at the first unit that
+   does not fit: a window has no holes.
+5. **Whole turns.** After the system prompt (and summary), the kept history begins on a ``user``
+   message. A history with no user message at all keeps the newest units that fit, without a
+   leading ``assistant`` or ``tool`` message.
+
+:class:`Tail` is the matching rule for *reading*: which newest-first entries can matter for a
+window of a given size, so that a store reads exactly those rows and no others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+import attrs
+
+from convkit.errors import ContextOverflowError
+from convkit.messages import Message
+
+__all__ = ["Entry", "Selection", "Tail", "Unit", "select", "units_of"]
+
+_RESULT_ROLES = frozenset({"tool", "function"})
+_NOT_A_START = frozenset({"assistant", "tool", "function"})
+
+
+class Entry(Protocol):
+    """A history entry: :class:`~convkit.context.Counted` and the store's stored messages."""
+
+    @property
+    def message(self) -> Message:
+        """The message."""
+        ...
+
+    @property
+    def tokens(self) -> int:
+        """Its cached count."""
+        ...
+
+    @property
+    def seq(self) -> int:
+        """Its position in the thread."""
+        ...
+
+    @property
+    def status(self) -> str:
+        """``"complete"`` or ``"incomplete"``."""
+        ...
+
+
+E = TypeVar("E", bound=Entry)
+
+#: Recounts a message whose calls were removed (None: keep the entry's count, an over-count).
+Recount = Callable[[Message], int]
+#: Cuts the newest user message so the window fits: (units, newest user unit, need, budget) ->
+#: (units, need).
+Truncate = Callable[[list["Unit"], int, int, int], tuple[list["Unit"], int]]
+
+
+class Unit(NamedTuple):
+    """Consecutive entries kept or dropped together.
+
+    A named tuple rather than an attrs class: a turn builds one per message in the window, and
+    tuple construction is several times cheaper.
+    """
+
+    entries: tuple[Any, ...]
+    tokens: int
+    starts_user: bool
+
+
+def _unit(entries: Sequence[Any]) -> Unit:
+    first = entries[0]
+    if len(entries) == 1:
+        return Unit((first,), first.tokens, first.message.role == "user")
+    return Unit(tuple(entries), sum(e.tokens for e in entries), first.message.role == "user")
+
+
+def _call_keys(m: Message) -> list[str]:
+    """The result keys an assistant message waits for (empty if it calls nothing)."""
+    if m.role != "assistant":
+        return []
+    if m.tool_calls:
+        return [f"tool:{c.id}" for c in m.tool_calls]
+    call = m.extra.get("function_call")
+    if isinstance(call, dict) and isinstance(call.get("name"), str):
+        return [f"function:{call['name']}"]
+    return []
+
+
+def _result_key(m: Message) -> str:
+    if m.role == "tool":
+        return f"tool:{m.tool_call_id}"
+    return f"function:{m.name}"
+
+
+def _without_calls(entry: Any, answered: set[str], recount: Recount | None) -> Any | None:
+    """``entry`` with its unanswered calls removed, or None when nothing would be left."""
+    m = entry.message
+    if m.tool_calls:
+        kept = tuple(c for c in m.tool_calls if f"tool:{c.id}" in answered)
+        if not kept and not m.content and m.refusal is None and "function_call" not in m.extra:
+            return None
+        new = attrs.evolve(m, tool_calls=kept or None)
+    else:
+        if not m.content and m.refusal is None:
+            return None
+        new = attrs.evolve(m, extra={k: v for k, v in m.extra.items() if k != "function_call"})
+    tokens = recount(new) if recount is not None else entry.tokens
+    return attrs.evolve(entry, message=new, tokens=tokens)
+
+
+def units_of(
+    history: Sequence[Any],
+    recount: Recount | None = None,
+    *,
+    include_incomplete: bool = True,
+) -> tuple[list[Unit], list[int]]:
+    """Split chronological ``history`` into units the API accepts (rules 1 and 2).
+
+    Returns the units and the ``seq`` of the entries left out (orphans, calls with nothing
+    left, incomplete rows when they are excluded).
+    """
+    units: list[Unit] = []
+    left_out: list[int] = []
+    i, n = 0, len(history)
+    while i < n:
+        c = history[i]
+        m = c.message
+        if m.role in _RESULT_ROLES:
+            left_out.append(c.seq)  # not directly after the call it answers
+            i += 1
+            continue
+        incomplete = c.status == "incomplete"
+        if incomplete and not include_incomplete:
+            left_out.append(c.seq)
+            i += 1
+            continue
+        keys = _call_keys(m)
+        if not keys:
+            units.append(_unit([c]))
+            i += 1
+            continue
+        j = i + 1
+        while j < n and history[j].message.role in _RESULT_ROLES:
+            j += 1
+        wanted = set() if incomplete else set(keys)
+        results = []
+        for r in history[i + 1 : j]:
+            key = _result_key(r.message)
+            if key in wanted:
+                wanted.discard(key)
+                results.append(r)
+            else:
+                left_out.append(r.seq)
+        if wanted or incomplete:
+            answered = {_result_key(r.message) for r in results}
+            repaired = _without_calls(c, answered, recount)
+            if repaired is None:
+                left_out.append(c.seq)
+                i = j
+                continue
+            c = repaired
+        units.append(_unit([c, *results]))
+        i = j
+    return units, left_out
+
+
+@attrs.frozen
+class Selection:
+    """The outcome of :func:`select`: the kept entries (chronological) and what was left out."""
+
+    kept: tuple[Any, ...]
+    dropped: tuple[int, ...]
+    tokens: int
+    truncated: bool
+
+
+def select(
+    history: Sequence[Any],
+    budget: int,
+    *,
+    prefix_tokens: int = 0,
+    recount: Recount | None = None,
+    include_incomplete: bool = True,
+    over_budget: str = "raise",
+    truncate: Truncate | None = None,
+) -> Selection:
+    """Apply the whole rule: the newest turn whole, then the newest older units that fit.
+
+    Args:
+        history: chronological entries (after the system prompt and any summary).
+        budget: the most tokens the window (prefix included) may hold.
+        prefix_tokens: what the system prompt, summary, tools and reply priming take.
+        recount: counts a message whose calls were removed.
+        include_incomplete: keep incomplete rows as text (rule 2).
+        over_budget: what to do when the prefix and the newest turn alone exceed ``budget``:
+            ``"raise"`` :class:`~convkit.ContextOverflowError`, ``"keep"`` the newest turn
+            anyway (the store's read: the policy decides later), or ``"truncate"`` it with
+            ``truncate``.
+    """
+    units, left_out = units_of(history, recount, include_incomplete=include_incomplete)
+    last_user = max((k for k, u in enumerate(units) if u.starts_user), default=None)
+    first_mandatory = last_user if last_user is not None else len(units)
+    need = prefix_tokens + sum(u.tokens for u in units[first_mandatory:])
+    truncated = False
+    if need > budget and (last_user is None or over_budget != "keep"):
+        if last_user is None or over_budget != "truncate" or truncate is None:
+            raise ContextOverflowError(
+                need, budget, "the system prompt (and summary) and the newest turn do not fit"
+            )
+        units, need = truncate(units, last_user, need, budget)
+        truncated = True
+        if need > budget:
+            raise ContextOverflowError(need, budget, "even with the newest message truncated")
+    room = budget - need
+    start = first_mandatory
+    while start > 0 and units[start - 1].tokens <= room:
+        start -= 1
+        room -= units[start].tokens
+    if last_user is not None:
+        # Whole turns only: the kept history begins on a user message.
+        while start < first_mandatory and not units[start].starts_user:
+            start += 1
+    else:
+        while start < len(units) and units[start].entries[0].message.role in _NOT_A_START:
+            start += 1
+    kept = tuple(e for u in units[start:] for e in u.entries)
+    dropped = [*left_out, *(e.seq for u in units[:start] for e in u.entries)]
+    tokens = prefix_tokens + sum(e.tokens for e in kept)
+    return Selection(kept, tuple(sorted(dropped)), tokens, truncated)
+
+
+class Tail:
+    """Which entries, read newest first, can matter for a window of ``budget`` history tokens.
+
+    Feed entries newest-first to :meth:`take` until it returns False; :attr:`entries` are then
+    what :func:`select` needs (chronological): everything from the newest user message on, and
+    older entries while what :func:`select` would keep of them stays within ``budget``. Tool
+    results are held until their call is read, and a group costs what the rule keeps of it
+    (an unanswered call with no text, an orphaned result cost nothing), so reading and
+    selecting agree. Nothing older than the returned entries can be part of such a window.
+
+    When the budget runs out before any user message was seen, :attr:`needs_anchor` is True:
+    whether to go on depends on whether an older user message exists at all (a store answers
+    that with one indexed query). Call :meth:`anchor_exists` and feed the same entry again if
+    one does; otherwise stop.
+
+    Example::
+
+        tail = Tail(8_000)
+        for entry in newest_first:
+            if not tail.take(entry):
+                if tail.needs_anchor and older_user_exists():
+                    tail.anchor_exists()
+                    tail.take(entry)
+                    continue
+                break
+        history = tail.entries
+    """
+
+    def __init__(
+        self, budget: int, *, include_incomplete: bool = True, recount: Recount | None = None
+    ) -> None:
+        self.budget = budget
+        self.include_incomplete = include_incomplete
+        self._recount = recount
+        self._taken: list[Any] = []  # newest first
+        self._results: list[Any] = []  # results read, waiting for their call (newest first)
+        self._used = 0
+        self._seen_user = False
+        self._anchor_ahead = False
+        self.needs_anchor = False
+
+    def _is_anchor(self, entry: Any) -> bool:
+        return entry.message.role == "user" and (
+            self.include_incomplete or entry.status != "incomplete"
+        )
+
+    def _cost(self, entry: Any) -> int:
+        m = entry.message
+        if not self._results and not (m.tool_calls or "function_call" in m.extra):
+            if entry.status == "incomplete" and not self.include_incomplete:
+                return 0
+            return int(entry.tokens)
+        group = [entry, *reversed(self._results)]
+        units, _ = units_of(group, self._recount, include_incomplete=self.include_incomplete)
+        return sum(u.tokens for u in units)
+
+    def take(self, entry: Any) -> bool:
+        """Take the next older entry if it can matter; False when reading should stop."""
+        if entry.message.role in _RESULT_ROLES:
+            self._results.append(entry)
+            return True
+        cost = self._cost(entry)
+        anchor = self._is_anchor(entry)
+        over = self._used + cost > self.budget
+        if over and (self._seen_user or (not self._anchor_ahead and not anchor)):
+            self.needs_anchor = not self._seen_user
+            return False
+        self.needs_anchor = False
+        self._taken.extend(self._results)
+        self._taken.append(entry)
+        self._results = []
+        self._used += cost
+        if anchor:
+            self._seen_user = True
+        return True
+
+    def anchor_exists(self) -> None:
+        """An older user message exists: every entry down to it belongs to the window."""
+        self._anchor_ahead = True
+        self.needs_anchor = False
+
+    @property
+    def entries(self) -> list[Any]:
+        """What was taken, oldest first (results still waiting for a call included)."""
+        return [*self._taken, *self._results][::-1]
