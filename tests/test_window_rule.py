@@ -1,0 +1,144 @@
+"""The one window rule, tested once, over both of its callers: the store and the policies.
+
+``convkit.context._groups`` decides what a window may hold; the store's ``window()`` reads by
+its ``Tail`` and selects by its ``select``, and so do the policies over in-memory history. For
+generated messy threads (parallel calls, several results per call, results before calls,
+reused ids, interleaved groups, aborted streams marked incomplete) both callers must choose the
+same messages, and every window must be one the API accepts.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from convkit import ContextOverflowError, Message, TrimOldest
+from convkit.context import Counted
+from convkit.context._groups import Tail, select
+from convkit.store import NewMessage, Store
+from tests.test_context import conversations
+
+MODEL = "gpt-4o"
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[Store]:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Store(f"sqlite:///{Path(tmp) / 'rule.db'}", model=MODEL, create_tables=True) as s,
+    ):
+        yield s
+
+
+def assert_api_accepts(window: list[Message], *, has_user: bool) -> None:
+    """No orphan either way, whole turns, no call from an incomplete row."""
+    i = 0
+    while i < len(window):
+        m = window[i]
+        assert m.role not in ("tool", "function"), f"orphaned result at {i}"
+        if m.role == "assistant" and m.tool_calls:
+            ids = [c.id for c in m.tool_calls]
+            j = i + 1
+            answered = []
+            while j < len(window) and window[j].role == "tool":
+                answered.append(window[j].tool_call_id)
+                j += 1
+            assert sorted(answered) == sorted(ids), "a call without its result, or the reverse"
+            i = j
+            continue
+        i += 1
+    if has_user and window:
+        first = next(m for m in window if m.role not in ("system", "developer"))
+        assert first.role == "user"
+
+
+def _statuses(draw: st.DrawFn, messages: list[dict[str, Any]]) -> list[str]:
+    return [
+        "incomplete" if m["role"] == "assistant" and draw(st.integers(0, 5)) == 0 else "complete"
+        for m in messages
+    ]
+
+
+@st.composite
+def threads(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[str], int]:
+    convo = [m for m in draw(conversations()) if m["role"] not in ("system", "developer")]
+    return convo, _statuses(draw, convo), draw(st.integers(0, 3000))
+
+
+@settings(max_examples=120, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=threads())
+def test_store_and_policy_choose_the_same_window(
+    store: Store, case: tuple[list[dict[str, Any]], list[str], int]
+) -> None:
+    convo, statuses, budget = case
+    thread = store.create_thread()
+    stored = store.append_many(
+        thread.id, [NewMessage(message=m, status=s) for m, s in zip(convo, statuses, strict=True)]  # type: ignore[arg-type]
+    )
+    from_store = store.window(thread.id, budget)
+
+    # 1. the store's read + select equals the rule applied to the whole thread in memory
+    tail = Tail(budget, recount=store.counter.count_message)
+    for entry in reversed(stored):
+        if not tail.take(entry):
+            if tail.needs_anchor and any(e.message.role == "user" for e in stored[: entry.seq - 1]):
+                tail.anchor_exists()
+                assert tail.take(entry)
+                continue
+            break
+    in_memory = select(tail.entries, budget, recount=store.counter.count_message, over_budget="keep")
+    assert [m.seq for m in from_store] == [e.seq for e in in_memory.kept]
+    assert [m.message for m in from_store] == [e.message for e in in_memory.kept]
+
+    # 2. ... and equals what a policy fits from the whole thread (its budget: the same history
+    #    room plus the reply priming it accounts for)
+    has_user = any(m["role"] == "user" for m in convo)
+    policy = TrimOldest(MODEL, max_prompt_tokens=budget + 3)
+    try:
+        window = policy.fit(stored)
+    except ContextOverflowError:
+        # only when the newest turn alone is over budget: the store still hands it over
+        assert has_user
+        assert sum(m.tokens for m in from_store) > budget
+    else:
+        assert list(window.messages) == [m.message for m in from_store]
+        assert window.prompt_tokens == 3 + sum(m.tokens for m in from_store)
+        assert window.prompt_tokens <= budget + 3
+    assert_api_accepts([m.message for m in from_store], has_user=has_user)
+    # incomplete rows never carry a call into a window
+    incomplete = {s.seq for s in stored if s.status == "incomplete"}
+    assert not any(m.message.tool_calls for m in from_store if m.seq in incomplete)
+
+
+@settings(max_examples=200)
+@given(case=threads())
+def test_select_is_idempotent_and_within_budget(
+    case: tuple[list[dict[str, Any]], list[str], int],
+) -> None:
+    convo, statuses, budget = case
+    counter = TrimOldest(MODEL).counter
+    history = [
+        Counted(
+            message=Message.from_openai(m), tokens=counter.count_message(m), seq=i + 1, status=s
+        )
+        for i, (m, s) in enumerate(zip(convo, statuses, strict=True))
+    ]
+    first = select(history, budget, recount=counter.count_message, over_budget="keep")
+    again = select(list(first.kept), budget, recount=counter.count_message, over_budget="keep")
+    assert again.kept == first.kept  # a window is already a window
+    assert again.dropped == ()
+    kept_seqs = {e.seq for e in first.kept}
+    assert kept_seqs.isdisjoint(first.dropped)
+    assert kept_seqs | set(first.dropped) == {e.seq for e in history}
+    if first.tokens > budget:  # only the newest turn may exceed it
+        last_user = max(e.seq for e in history if e.message.role == "user")
+        assert min(kept_seqs) == last_user
+    assert_api_accepts(
+        [e.message for e in first.kept], has_user=any(m["role"] == "user" for m in convo)
+    )
