@@ -37,7 +37,9 @@ __all__ = [
     "ModelInfo",
     "ModelRegistry",
     "PatchImageCost",
+    "TOOL_PROFILES",
     "TileImageCost",
+    "ToolProfile",
     "get",
     "register",
     "registry",
@@ -66,6 +68,84 @@ class PatchImageCost:
 
 
 ImageCost = Union[TileImageCost, PatchImageCost]
+
+
+@frozen(kw_only=True)
+class ToolProfile:
+    """How the API renders and bills tool definitions for a family of models.
+
+    The API turns ``tools`` (and the legacy ``functions``) into a TypeScript-like
+    ``namespace functions { ... }`` text inside the system message; :mod:`convkit.tokens` renders
+    the same text and adds these offsets. The rules changed between 2023 and 2024 (nested
+    descriptions, nested indentation, named choices), so each model names the profile its
+    figures were measured under.
+
+    Attributes:
+        name: the profile's name (``"2023"``, ``"2024"``).
+        nested_descriptions: whether descriptions of nested properties are rendered (billed).
+        indent_nested: whether nested object properties are indented two spaces per level.
+        nested_exact: whether the published figures reproduce exactly for nested objects (if
+            not, counts with nested objects are flagged as estimates).
+        first_property_discount: tokens the API charges less than the rendering when a function's
+            first parameter has no description (a measured quirk, applied only to schemas the
+            published vectors cover).
+        block_overhead: tokens added once when any tools are present (framing of the namespace).
+        system_offset: added when the request has a system message (the tools join it instead
+            of opening a message of their own).
+        choice_none: tokens ``tool_choice="none"`` / ``function_call="none"`` adds.
+        named_tool_choice: tokens a named ``tool_choice`` adds, plus the name's tokens.
+        named_function_call: tokens a named legacy ``function_call`` adds, plus the name's.
+        verified_tool_choice: whether ``tool_choice`` figures were measured under this profile.
+        verified_function_call: whether ``function_call`` figures were measured under it.
+        source: the published figures the profile reproduces.
+    """
+
+    name: str
+    nested_descriptions: bool
+    indent_nested: bool
+    nested_exact: bool = True
+    first_property_discount: int = 0
+    block_overhead: int = 9
+    system_offset: int = -4
+    choice_none: int = 1
+    named_tool_choice: int = 7
+    named_function_call: int = 7
+    verified_tool_choice: bool = False
+    verified_function_call: bool = False
+    source: str = ""
+
+
+_TOOLS_2023 = ToolProfile(
+    name="2023",
+    nested_descriptions=False,
+    indent_nested=True,
+    named_function_call=4,
+    verified_function_call=True,
+    source="hmarr/openai-chat-tokens tests (2023, gpt-3.5-turbo, functions and function_call)",
+)
+_TOOLS_2024 = ToolProfile(
+    name="2024",
+    nested_descriptions=True,
+    indent_nested=False,
+    # One of the four nested-object figures is 1 token under this rendering.
+    nested_exact=False,
+    first_property_discount=1,
+    verified_tool_choice=True,
+    source="pamelafox/openai-messages-token-helper tests (2024, gpt-35-turbo, tools and "
+    "tool_choice); OpenAI cookbook tool example (gpt-3.5-turbo, gpt-4, gpt-4o, gpt-4o-mini)",
+)
+
+#: The named tool-rendering profiles (``ModelInfo.tool_profile`` accepts these names).
+TOOL_PROFILES: Mapping[str, ToolProfile] = {"2023": _TOOLS_2023, "2024": _TOOLS_2024}
+
+
+def _tool_profile(value: Any) -> ToolProfile:
+    if isinstance(value, ToolProfile):
+        return value
+    if isinstance(value, str) and value in TOOL_PROFILES:
+        return TOOL_PROFILES[value]
+    raise ValueError(f"unknown tool profile {value!r}; known: {', '.join(sorted(TOOL_PROFILES))}")
+
 
 _OPENAI_VISION = "https://platform.openai.com/docs/guides/images-vision#calculating-costs"
 _TILE_4O = TileImageCost(85, 170)
@@ -98,8 +178,8 @@ class ModelInfo:
         tokens_per_message: tokens each message adds around its content (the chat format).
         tokens_per_name: tokens a ``name`` field adds beyond its own text.
         reply_priming: tokens added once per request for the assistant reply's header.
-        tool_func_init: tokens each tool definition adds before its name and description
-            (the rest of the tool format is shared; see :mod:`convkit.tokens`).
+        tool_profile: how tool definitions are rendered and billed (a :class:`ToolProfile`,
+            or its name in :data:`TOOL_PROFILES`; default: the current ``"2024"`` rules).
         exact: True where counts for this model reproduce the API's ``prompt_tokens``.
         safety_margin: fraction of the prompt budget held back when counts are estimates.
         image_cost: how image inputs are priced for this model.
@@ -113,7 +193,7 @@ class ModelInfo:
     tokens_per_message: int = 3
     tokens_per_name: int = 1
     reply_priming: int = 3
-    tool_func_init: int = 7
+    tool_profile: ToolProfile = field(default=_TOOLS_2024, converter=_tool_profile)
     exact: bool = True
     safety_margin: float = field(default=0.0, validator=_margin)
     image_cost: TileImageCost | PatchImageCost = _TILE_4O
@@ -128,7 +208,10 @@ def _m(name: str, ctx: int, out: int, **kw: Any) -> ModelInfo:
     return ModelInfo(name=name, context_window=ctx, max_output_tokens=out, **kw)
 
 
-_CL100K: dict[str, Any] = {"encoding": "cl100k_base", "tool_func_init": 10}
+_CL100K: dict[str, Any] = {"encoding": "cl100k_base"}
+# The 2023 tool figures were measured on gpt-3.5-turbo while it pointed at the 0613 snapshots.
+_TOOLS_0613: dict[str, Any] = {"tool_profile": "2023"}
+_AZURE = "https://learn.microsoft.com/azure/ai-services/openai/concepts/models"
 _COOKBOOK = "https://cookbook.openai.com/examples/how_to_count_tokens_with_tiktoken"
 # Reasoning models and the gpt-5 family: the chat format is the o200k one, but no API-reported
 # figure has been published to check it against, so counts are flagged as estimates and fitting
@@ -140,8 +223,8 @@ _BUILTIN: list[ModelInfo] = [
     _m("gpt-3.5-turbo", 16_385, 4_096, **_CL100K),
     _m("gpt-3.5-turbo-0125", 16_385, 4_096, **_CL100K),
     _m("gpt-3.5-turbo-1106", 16_385, 4_096, **_CL100K),
-    _m("gpt-3.5-turbo-0613", 4_096, 4_096, **_CL100K),
-    _m("gpt-3.5-turbo-16k", 16_385, 4_096, **_CL100K),
+    _m("gpt-3.5-turbo-0613", 4_096, 4_096, **_CL100K, **_TOOLS_0613),
+    _m("gpt-3.5-turbo-16k", 16_385, 4_096, **_CL100K, **_TOOLS_0613),
     _m(
         "gpt-3.5-turbo-0301",
         4_096,
@@ -151,6 +234,9 @@ _BUILTIN: list[ModelInfo] = [
         source=_COOKBOOK + " (legacy revision: 4 tokens per message, -1 per name)",
         **_CL100K,
     ),
+    # Azure OpenAI spells the family without the dot (its model names, not deployment names).
+    _m("gpt-35-turbo", 16_385, 4_096, source=_AZURE, **_CL100K),
+    _m("gpt-35-turbo-16k", 16_385, 4_096, source=_AZURE, **_CL100K, **_TOOLS_0613),
     # --- gpt-4 and gpt-4-turbo.
     _m("gpt-4", 8_192, 8_192, **_CL100K),
     _m("gpt-4-32k", 32_768, 8_192, **_CL100K),
