@@ -80,11 +80,29 @@ def prefix_tokens(
     prefix: Sequence[Message],
     tools: Sequence[Mapping[str, Any]] | None,
     summary_cost: int = 0,
+    *,
+    summary_message: Message | None = None,
+    tool_choice: Any = None,
 ) -> int:
-    """Reply priming + tools + the system messages (+ a summary's cost): the fixed part."""
+    """Reply priming + tools (and ``tool_choice``) + the system messages + a summary's cost.
+
+    Tools are counted as the API renders them beside the request's first system or developer
+    message (the summary's, when there is no system prompt).
+    """
+    first = next((m for m in prefix if m.role in ("system", "developer")), None)
+    if (
+        first is None
+        and summary_message is not None
+        and summary_message.role
+        in (
+            "system",
+            "developer",
+        )
+    ):
+        first = summary_message
     return (
         counter.info.reply_priming
-        + counter.count_tools(tools)
+        + counter.count_tools(tools, tool_choice, system=first)
         + sum(counter.count_message(m) for m in prefix)
         + summary_cost
     )

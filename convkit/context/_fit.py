@@ -145,6 +145,7 @@ def build_window(
     budget: int,
     truncate: bool,
     summary_role: str,
+    tool_choice: Any = None,
     summarized: tuple[int, ...] = (),
     error: SummarizationError | None = None,
 ) -> Window:
@@ -152,12 +153,16 @@ def build_window(
     prefix = [as_message(m, i) for i, m in enumerate(system)]
     after_seq = None
     cost = 0
+    carrier = None
     if summary is not None:
         after_seq = summary.covers_through_seq
         cost = summary_tokens(counter, summary, summary_role)
-    fixed = prefix_tokens(counter, prefix, tools, cost)
-    if summary is not None:
-        prefix.append(summary.as_message(summary_role))
+        carrier = summary.as_message(summary_role)
+    fixed = prefix_tokens(
+        counter, prefix, tools, cost, summary_message=carrier, tool_choice=tool_choice
+    )
+    if carrier is not None:
+        prefix.append(carrier)
     candidates = history.tail(budget - fixed, after_seq)
     fit = select(
         candidates,
@@ -194,6 +199,7 @@ def trim_messages(
     model: str,
     max_prompt_tokens: int | None = None,
     tools: Sequence[Mapping[str, Any]] | None = None,
+    tool_choice: Any = None,
     max_tokens: int | None = None,
     max_completion_tokens: int | None = None,
     truncate: bool = False,
@@ -211,6 +217,7 @@ def trim_messages(
         model: the model the request goes to (sets the window, encoding and overheads).
         max_prompt_tokens: the budget; default: the context window minus the reply reserve.
         tools: the request's tool definitions (they count against the budget).
+        tool_choice: the request's ``tool_choice`` (a named choice costs tokens too).
         max_tokens: the request's reply limit (reserved from the window).
         max_completion_tokens: same, the newer parameter name (wins over ``max_tokens``).
         truncate: when the system prompt and newest turn alone do not fit, cut the newest
@@ -231,7 +238,7 @@ def trim_messages(
     reply = max_completion_tokens if max_completion_tokens is not None else max_tokens
     budget = prompt_budget(counter, max_prompt_tokens=max_prompt_tokens, reply_tokens=reply)
     p = _split_prefix(msgs)
-    fixed = prefix_tokens(counter, msgs[:p], tools)
+    fixed = prefix_tokens(counter, msgs[:p], tools, tool_choice=tool_choice)
     history = [
         Counted(message=m, tokens=counter.count_message(m), seq=i)
         for i, m in enumerate(msgs)

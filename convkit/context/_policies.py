@@ -57,6 +57,7 @@ class ContextPolicy(Protocol):
         summary: Summary | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
+        tool_choice: Any = None,
     ) -> ReadPlan:
         """How much history a turn must read for :meth:`steps`."""
         ...
@@ -69,6 +70,7 @@ class ContextPolicy(Protocol):
         summary: Summary | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
+        tool_choice: Any = None,
     ) -> Steps:
         """Fit ``history`` (oldest first) into the budget, as a generator of summary requests."""
         ...
@@ -81,6 +83,7 @@ class ContextPolicy(Protocol):
         summary: Summary | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
+        tool_choice: Any = None,
     ) -> Window:
         """Fit ``history`` (oldest first) into the budget."""
         ...
@@ -93,6 +96,7 @@ class ContextPolicy(Protocol):
         summary: Summary | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
+        tool_choice: Any = None,
     ) -> Window:
         """Async form of :meth:`fit`."""
         ...
@@ -132,10 +136,16 @@ class _Policy:
         summary: Summary | None,
         tools: Sequence[Mapping[str, Any]] | None,
         summary_role: str = "system",
+        tool_choice: Any = None,
     ) -> int:
         prefix = [as_message(m, i) for i, m in enumerate(system)]
-        cost = 0 if summary is None else summary_tokens(self.counter, summary, summary_role)
-        return prefix_tokens(self.counter, prefix, tools, cost)
+        cost, carrier = 0, None
+        if summary is not None:
+            cost = summary_tokens(self.counter, summary, summary_role)
+            carrier = summary.as_message(summary_role)
+        return prefix_tokens(
+            self.counter, prefix, tools, cost, summary_message=carrier, tool_choice=tool_choice
+        )
 
     def read_plan(
         self,
@@ -144,9 +154,12 @@ class _Policy:
         summary: Summary | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
+        tool_choice: Any = None,
     ) -> ReadPlan:
         """How much history :meth:`steps` can use: the budget left after the fixed part."""
-        room = self.budget(reply_tokens) - self._fixed(system, summary, tools)
+        room = self.budget(reply_tokens) - self._fixed(
+            system, summary, tools, tool_choice=tool_choice
+        )
         after = None if summary is None else summary.covers_through_seq
         return ReadPlan(budget=max(0, room), after_seq=after)
 
@@ -158,6 +171,7 @@ class _Policy:
         summary: Summary | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
+        tool_choice: Any = None,
     ) -> Steps:  # pragma: no cover - every policy defines it
         raise NotImplementedError
         yield
@@ -173,10 +187,16 @@ class _Policy:
         summary: Summary | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
+        tool_choice: Any = None,
     ) -> Window:
         """Fit ``history`` after ``system`` (and ``summary``) into the budget."""
         steps = self.steps(
-            history, system=system, summary=summary, tools=tools, reply_tokens=reply_tokens
+            history,
+            system=system,
+            summary=summary,
+            tools=tools,
+            reply_tokens=reply_tokens,
+            tool_choice=tool_choice,
         )
         return drive(steps, self._summarize_sync)
 
@@ -188,10 +208,16 @@ class _Policy:
         summary: Summary | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
+        tool_choice: Any = None,
     ) -> Window:
         """Async form of :meth:`fit`; a summarizer may be sync or async."""
         steps = self.steps(
-            history, system=system, summary=summary, tools=tools, reply_tokens=reply_tokens
+            history,
+            system=system,
+            summary=summary,
+            tools=tools,
+            reply_tokens=reply_tokens,
+            tool_choice=tool_choice,
         )
         return await adrive(steps, self._summarize_async)
 
@@ -231,6 +257,7 @@ class TrimOldest(_Policy):
         summary: Summary | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
+        tool_choice: Any = None,
     ) -> Steps:
         """Fit ``history``, dropping the oldest turns (a generator that yields nothing)."""
         window = build_window(
@@ -242,6 +269,7 @@ class TrimOldest(_Policy):
             budget=self.budget(reply_tokens),
             truncate=self.truncate,
             summary_role="system",
+            tool_choice=tool_choice,
         )
         yield from ()
         return window
@@ -331,9 +359,12 @@ class Summarize(_Policy):
         summary: Summary | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
+        tool_choice: Any = None,
     ) -> ReadPlan:
         """The history summarizing may fold this turn, beside what the window sends."""
-        room = self.budget(reply_tokens) - self._fixed(system, summary, tools, self.summary_role)
+        room = self.budget(reply_tokens) - self._fixed(
+            system, summary, tools, self.summary_role, tool_choice
+        )
         evict_cap = self.max_summarizer_input_tokens * self.max_batches_per_turn
         after = None if summary is None else summary.covers_through_seq
         return ReadPlan(budget=max(0, room) + evict_cap, after_seq=after)
@@ -347,6 +378,7 @@ class Summarize(_Policy):
         summary: Summary | None,
         tools: Sequence[Mapping[str, Any]] | None,
         budget: int,
+        tool_choice: Any = None,
     ) -> list[list[Counted]]:
         """Return the batches of messages to fold into the summary (empty: nothing to do).
 
@@ -355,7 +387,7 @@ class Summarize(_Policy):
         """
         counter = self.counter
         summary_cost = 0 if summary is None else summary_tokens(counter, summary, self.summary_role)
-        fixed = self._fixed(system, summary, tools, self.summary_role)
+        fixed = self._fixed(system, summary, tools, self.summary_role, tool_choice)
         after = summary.covers_through_seq if summary is not None else None
         trigger_room = self.trigger * budget - fixed
         # What may stay after summarizing: target x budget, less the rewritten summary (capped).
@@ -437,6 +469,7 @@ class Summarize(_Policy):
         budget: int,
         summarized: tuple[int, ...] = (),
         error: SummarizationError | None = None,
+        tool_choice: Any = None,
     ) -> Window:
         return build_window(
             self.counter,
@@ -449,6 +482,7 @@ class Summarize(_Policy):
             summary_role=self.summary_role,
             summarized=summarized,
             error=error,
+            tool_choice=tool_choice,
         )
 
     def _fold(
@@ -458,11 +492,12 @@ class Summarize(_Policy):
         summary: Summary | None,
         tools: Sequence[Mapping[str, Any]] | None,
         budget: int,
+        tool_choice: Any = None,
     ) -> Generator[SummaryRequest, Any, tuple[Summary | None, tuple[int, ...], Any]]:
         """Fold what the plan evicts into the summary: (new summary, folded seqs, error)."""
         current, error = summary, None
         folded: list[int] = []
-        for batch in self._plan(history, system, summary, tools, budget):
+        for batch in self._plan(history, system, summary, tools, budget, tool_choice):
             self.calls += 1
             try:
                 answer = yield self._request(current, batch)
@@ -483,13 +518,16 @@ class Summarize(_Policy):
         summary: Summary | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
+        tool_choice: Any = None,
     ) -> Steps:
         """Fit ``history``, summarizing first if the thread crossed the trigger."""
         counted = History(history, self.counter)
         budget = self.budget(reply_tokens)
-        current, folded, error = yield from self._fold(counted, system, summary, tools, budget)
+        current, folded, error = yield from self._fold(
+            counted, system, summary, tools, budget, tool_choice
+        )
         try:
-            return self._window(counted, system, current, tools, budget, folded, error)
+            return self._window(counted, system, current, tools, budget, folded, error, tool_choice)
         except ContextOverflowError as exc:
             if current is summary:
                 raise  # the newest turn does not fit even without a new summary
@@ -501,7 +539,7 @@ class Summarize(_Policy):
                     "lower max_summary_tokens or raise the budget"
                 )
             )
-            return self._window(counted, system, summary, tools, budget, (), error)
+            return self._window(counted, system, summary, tools, budget, (), error, tool_choice)
 
     def trim_steps(
         self,
@@ -511,10 +549,13 @@ class Summarize(_Policy):
         summary: Summary | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
+        tool_choice: Any = None,
     ) -> Steps:
         """Fit ``history`` with the current summary only (summarizing deferred; no requests)."""
         counted = History(history, self.counter)
-        window = self._window(counted, system, summary, tools, self.budget(reply_tokens))
+        window = self._window(
+            counted, system, summary, tools, self.budget(reply_tokens), tool_choice=tool_choice
+        )
         yield from ()
         return window
 
@@ -526,6 +567,7 @@ class Summarize(_Policy):
         summary: Summary | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         reply_tokens: int | None = None,
+        tool_choice: Any = None,
     ) -> Generator[SummaryRequest, Any, tuple[Summary | None, SummarizationError | None]]:
         """Summarize what the trigger says should be folded, for a later turn.
 
@@ -534,7 +576,9 @@ class Summarize(_Policy):
         """
         counted = History(history, self.counter)
         budget = self.budget(reply_tokens)
-        current, folded, error = yield from self._fold(counted, system, summary, tools, budget)
+        current, folded, error = yield from self._fold(
+            counted, system, summary, tools, budget, tool_choice
+        )
         return (current if folded else None), error
 
 
