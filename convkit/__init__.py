@@ -23,6 +23,7 @@ from convkit.context import (
 )
 from convkit.errors import (
     APIStatusError,
+    APITimeoutError,
     AuthenticationError,
     BadRequestError,
     ConflictError,
@@ -43,7 +44,6 @@ from convkit.errors import (
     StreamError,
     SummarizationError,
     ThreadNotFoundError,
-    TimeoutError,
     TransportError,
     UnknownModelError,
     UnprocessableEntityError,
@@ -78,7 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover - names resolved lazily at run time
     from convkit.client import AsyncChatClient, AsyncChatStream, ChatClient, ChatStream, Timeouts
     from convkit.store import AsyncStore, NewMessage, Store, StoredMessage, Thread, ThreadPage
 
-__version__ = "0.1.0"
+from convkit._version import __version__ as __version__
 
 # Public names served from modules that are imported only when first asked for.
 _LAZY: dict[str, str] = {
@@ -102,10 +102,13 @@ _LAZY: dict[str, str] = {
     "Timeouts": "convkit.client",
     "ToolCallDelta": "convkit.chat",
     "validate_params": "convkit.chat",
+    # Deprecated alias of APITimeoutError (convkit.errors warns when it is looked up).
+    "TimeoutError": "convkit.errors",
 }
 
 __all__ = [
     "APIStatusError",
+    "APITimeoutError",
     "AsyncChatClient",
     "AsyncChatStream",
     "AsyncStore",
@@ -159,7 +162,6 @@ __all__ = [
     "Thread",
     "ThreadNotFoundError",
     "ThreadPage",
-    "TimeoutError",
     "Timeouts",
     "TokenCounter",
     "ToolCall",
