@@ -147,7 +147,7 @@ def test_a_format_error_from_the_body_parser_becomes_a_transport_error(
 
     monkeypatch.setattr(ChatResponse, "from_openai", staticmethod(boom))
     driver.server.enqueue(Reply.text("hi"))
-    with pytest.raises(TransportError, match="not a chat completion .choices: odd") as info:
+    with pytest.raises(TransportError, match=r"not a chat completion \(choices: odd\)") as info:
         driver.complete()
     assert type(info.value) is TransportError
 

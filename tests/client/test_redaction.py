@@ -15,7 +15,6 @@ import pytest
 import convkit
 from convkit import APIStatusError, AuthenticationError, StreamError
 from convkit._sse import ChatEventDecoder
-from convkit.client import ChatClient
 from convkit.client._redact import Redactor
 from convkit.testing import Reply
 
