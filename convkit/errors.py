@@ -164,7 +164,16 @@ class ContextOverflowError(ConvkitError, ValueError):
         super().__init__(f"{msg}; {detail}" if detail else msg)
 
 
-class ResponseFormatError(ConvkitError, ValueError):
+class _FieldError(ConvkitError):
+    """An error about one field: ``reason``, and where (``field``), rendered "field: reason"."""
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        self.reason = reason
+        self.field = field
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class ResponseFormatError(_FieldError, ValueError):
     """A response body or stream chunk from the server is not shaped as the protocol says.
 
     Raised by the parsers (:meth:`convkit.chat.ChatResponse.from_openai`,
@@ -178,11 +187,6 @@ class ResponseFormatError(ConvkitError, ValueError):
         reason: the problem, without the location.
     """
 
-    def __init__(self, reason: str, *, field: str | None = None) -> None:
-        self.reason = reason
-        self.field = field
-        super().__init__(f"{field}: {reason}" if field else reason)
-
 
 class SummarizationError(ConvkitError):
     """The summarizer failed; the turn falls back to trimming and reports this error."""
@@ -192,7 +196,7 @@ class StoreError(ConvkitError):
     """Something went wrong in the persistence layer."""
 
 
-class StoreValueError(StoreError, ValueError):
+class StoreValueError(_FieldError, StoreError, ValueError):
     """A value handed to the store cannot be stored; nothing was written.
 
     Raised for metadata that is not JSON, too large, or looks like a credential; for a
@@ -202,11 +206,6 @@ class StoreValueError(StoreError, ValueError):
         field: where the problem is, as a dotted path (``"metadata.user.api_key"``), or None.
         reason: the problem, without the location.
     """
-
-    def __init__(self, reason: str, *, field: str | None = None) -> None:
-        self.reason = reason
-        self.field = field
-        super().__init__(f"{field}: {reason}" if field else reason)
 
 
 class ThreadNotFoundError(StoreError, KeyError):
