@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from convkit._version import __version__
+from convkit._version import __version__ as __version__
 from convkit.context import (
     ContextPolicy,
     ReadPlan,
@@ -29,6 +29,7 @@ from convkit.context import (
 )
 from convkit.errors import (
     APIStatusError,
+    APITimeoutError,
     AuthenticationError,
     BadRequestError,
     ConflictError,
@@ -49,7 +50,6 @@ from convkit.errors import (
     StreamError,
     SummarizationError,
     ThreadNotFoundError,
-    TimeoutError,
     TransportError,
     UnknownModelError,
     UnprocessableEntityError,
@@ -97,8 +97,12 @@ _LAZY: dict[str, str] = {
     "Timeouts": "convkit.client",
 }
 
+# Deprecated names: looked up on every access (not cached), so each use warns.
+_DEPRECATED: dict[str, str] = {"TimeoutError": "convkit.errors"}
+
 __all__ = [
     "APIStatusError",
+    "APITimeoutError",
     "AsyncChatClient",
     "AsyncChatStream",
     "AsyncStore",
@@ -144,7 +148,6 @@ __all__ = [
     "TextPart",
     "Thread",
     "ThreadNotFoundError",
-    "TimeoutError",
     "Timeouts",
     "TokenCounter",
     "ToolCall",
@@ -161,6 +164,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        return getattr(importlib.import_module(_DEPRECATED[name]), name)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'convkit' has no attribute {name!r}")

@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from convkit._wire import JSON_ERRORS, error_detail
 from convkit.errors import APIStatusError, StreamError, TransportError, status_error_class
 
 __all__ = ["ChatEventDecoder", "SSEDecoder", "ServerSentEvent", "error_from_event"]
@@ -200,7 +201,7 @@ def error_from_event(data: str, *, request_id: str | None = None) -> APIStatusEr
     """
     try:
         body: Any = json.loads(data)
-    except (ValueError, RecursionError):  # not JSON, or nested too deeply to decode
+    except JSON_ERRORS:
         body = data
     status = 500
     err = body.get("error") if isinstance(body, dict) else None
@@ -215,11 +216,8 @@ def error_from_event(data: str, *, request_id: str | None = None) -> APIStatusEr
         if isinstance(c, int) and not isinstance(c, bool) and 400 <= c <= 599:
             status = c
             break
-    if isinstance(err, dict) and err.get("message"):
-        detail = str(err["message"])
-    elif isinstance(err, str):
-        detail = err
-    else:
+    detail = error_detail(body)
+    if detail is None:
         detail = data[:200]
     cls = status_error_class(status, body)
     return cls(
@@ -302,7 +300,7 @@ class ChatEventDecoder:
                 break
             try:
                 obj = loads(data)
-            except (ValueError, RecursionError):  # not JSON, or nested too deeply to decode
+            except JSON_ERRORS:
                 if at_eof:
                     self.failure = StreamError(
                         "the stream ended in the middle of an event (truncated)"

@@ -8,6 +8,7 @@ The tree::
     ├── UnknownModelError (KeyError)          a model the registry cannot resolve (strict lookups)
     ├── EncodingUnavailableError (RuntimeError)  no verified BPE file for a tiktoken encoding
     ├── ContextOverflowError (ValueError)     even the minimal window does not fit the budget
+    ├── ResponseFormatError (ValueError)      a server's body or chunk not shaped as the API says
     ├── SummarizationError                    a summarizer failed (reported, turn falls back)
     ├── StoreError                            persistence problems
     │   ├── StoreValueError (ValueError)      a value the store refuses; nothing written
@@ -15,7 +16,7 @@ The tree::
     │   └── SchemaVersionError                database schema older/newer than this convkit
     └── TransportError                        anything that went wrong talking to the API
         ├── ConnectError                      could not connect
-        ├── TimeoutError                      connect/read/idle-stream timeout
+        ├── APITimeoutError (TimeoutError)    connect/read/idle-stream timeout
         ├── StreamError                       malformed or truncated server-sent events
         └── APIStatusError                    the server answered with an HTTP error status
             ├── BadRequestError (400)
@@ -30,15 +31,23 @@ The tree::
 
 Every error message is built without secrets: API keys never appear in ``str()``,
 ``repr()`` or attributes of these exceptions.
+
+``TimeoutError`` is a deprecated alias of :class:`APITimeoutError`: importing it from here or
+from ``convkit`` still works, with a :class:`DeprecationWarning`.
 """
 
 from __future__ import annotations
 
 import builtins
-from typing import Any
+import warnings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from convkit.chat import ChatResponse
 
 __all__ = [
     "APIStatusError",
+    "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
@@ -53,13 +62,13 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ResponseFormatError",
     "SchemaVersionError",
     "StoreError",
     "StoreValueError",
     "StreamError",
     "SummarizationError",
     "ThreadNotFoundError",
-    "TimeoutError",
     "TransportError",
     "UnknownModelError",
     "UnprocessableEntityError",
@@ -155,6 +164,30 @@ class ContextOverflowError(ConvkitError, ValueError):
         super().__init__(f"{msg}; {detail}" if detail else msg)
 
 
+class _FieldError(ConvkitError):
+    """An error about one field: ``reason``, and where (``field``), rendered "field: reason"."""
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        self.reason = reason
+        self.field = field
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class ResponseFormatError(_FieldError, ValueError):
+    """A response body or stream chunk from the server is not shaped as the protocol says.
+
+    Raised by the parsers (:meth:`convkit.chat.ChatResponse.from_openai`,
+    :meth:`convkit.chat.ChatChunk.from_openai`, :class:`convkit.chat.StreamAccumulator`); the
+    clients turn it into a :class:`TransportError` (a whole body) or a :class:`StreamError` (a
+    chunk), so callers of the clients never see it. Any other exception from a parser is a bug
+    and propagates as it is.
+
+    Attributes:
+        field: where the problem is, as a dotted path (``"choices[0].delta.content"``), or None.
+        reason: the problem, without the location.
+    """
+
+
 class SummarizationError(ConvkitError):
     """The summarizer failed; the turn falls back to trimming and reports this error."""
 
@@ -163,7 +196,7 @@ class StoreError(ConvkitError):
     """Something went wrong in the persistence layer."""
 
 
-class StoreValueError(StoreError, ValueError):
+class StoreValueError(_FieldError, StoreError, ValueError):
     """A value handed to the store cannot be stored; nothing was written.
 
     Raised for metadata that is not JSON, too large, or looks like a credential; for a
@@ -173,11 +206,6 @@ class StoreValueError(StoreError, ValueError):
         field: where the problem is, as a dotted path (``"metadata.user.api_key"``), or None.
         reason: the problem, without the location.
     """
-
-    def __init__(self, reason: str, *, field: str | None = None) -> None:
-        self.reason = reason
-        self.field = field
-        super().__init__(f"{field}: {reason}" if field else reason)
 
 
 class ThreadNotFoundError(StoreError, KeyError):
@@ -210,18 +238,21 @@ class ConnectError(TransportError):
     """The connection could not be established or was dropped before a response."""
 
 
-class TimeoutError(TransportError, builtins.TimeoutError):  # noqa: A001 - mirrors httpx naming
-    """A connect, read or idle-stream timeout expired."""
+class APITimeoutError(TransportError, builtins.TimeoutError):
+    """A connect, read, pool or idle-stream timeout expired.
+
+    Also a :class:`builtins.TimeoutError`, so ``except TimeoutError`` catches it as well.
+    """
 
 
 class StreamError(TransportError):
     """The event stream was malformed or ended before ``[DONE]``.
 
     Attributes:
-        partial: whatever had been accumulated before the failure (a ``ChatResponse``), or None.
+        partial: whatever had been accumulated before the failure, or None.
     """
 
-    def __init__(self, message: str, *, partial: Any = None) -> None:
+    def __init__(self, message: str, *, partial: ChatResponse | None = None) -> None:
         self.partial = partial
         super().__init__(message)
 
@@ -317,3 +348,15 @@ def _mentions_context_length(body: Any) -> bool:
         text = str(body or "")
     text = text.lower()
     return "context length" in text or "context_length" in text or "maximum context" in text
+
+
+def __getattr__(name: str) -> Any:
+    # The old name shadowed the builtin inside every module that imported it.
+    if name == "TimeoutError":
+        warnings.warn(
+            "convkit.errors.TimeoutError is deprecated; use convkit.errors.APITimeoutError",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return APITimeoutError
+    raise AttributeError(f"module 'convkit.errors' has no attribute {name!r}")

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping, Sequence
-from types import MappingProxyType
 from typing import Any, Literal, Union
 
 from attrs import field, frozen
 
+from convkit._wire import EMPTY, freeze, need_str, type_name
 from convkit.errors import InvalidMessageError
 
 __all__ = [
@@ -49,15 +49,13 @@ Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 #: Every role the chat-completions API accepts (``function`` is the legacy tool role).
 ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_EMPTY = EMPTY
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    if not value:
-        return _EMPTY
-    if not isinstance(value, Mapping):
-        raise InvalidMessageError(f"expected a mapping, got {type(value).__name__}", field="extra")
-    return MappingProxyType(dict(value))
+    if value and not isinstance(value, Mapping):
+        raise InvalidMessageError(f"expected a mapping, got {type_name(value)}", field="extra")
+    return freeze(value)
 
 
 def _frozenset(value: Iterable[str]) -> frozenset[str]:
@@ -75,9 +73,7 @@ def _unknown(d: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
 
 
 def _need_str(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidMessageError(f"expected a string, got {type(value).__name__}", field=where)
-    return value
+    return need_str(value, where, InvalidMessageError)
 
 
 def _need_dict(value: Any, where: str) -> Mapping[str, Any]:

@@ -52,7 +52,7 @@ PUBLIC = {
     "EncodingUnavailableError", "InternalServerError", "InvalidMessageError",
     "InvalidRequestError", "NotFoundError", "PermissionDeniedError", "RateLimitError",
     "SchemaVersionError", "StoreError", "StoreValueError", "StreamError", "SummarizationError",
-    "ThreadNotFoundError", "TimeoutError", "TransportError", "UnknownModelError",
+    "ThreadNotFoundError", "APITimeoutError", "TransportError", "UnknownModelError",
     "UnprocessableEntityError",
     "__version__",
 }  # fmt: skip

@@ -22,7 +22,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -59,28 +59,28 @@ def chat_server() -> Iterator[FakeChatServer]:
 @pytest.fixture
 def chat_client(chat_server: FakeChatServer) -> Iterator[ChatClient]:
     """A ChatClient bound to ``chat_server`` (fake key, fast backoff), closed after the test."""
-    from convkit._retry import Backoff
     from convkit.client import ChatClient
 
-    with ChatClient(
-        base_url=chat_server.base_url,
-        api_key=FAKE_API_KEY,
-        backoff=Backoff(initial=0.001, maximum=0.01),
-        timeout=10.0,
-    ) as client:
+    with ChatClient(**_client_options(chat_server)) as client:
         yield client
 
 
 @pytest.fixture
 async def async_chat_client(chat_server: FakeChatServer) -> AsyncIterator[AsyncChatClient]:
     """An AsyncChatClient bound to ``chat_server`` (fake key, fast backoff), closed after."""
-    from convkit._retry import Backoff
     from convkit.client import AsyncChatClient
 
-    async with AsyncChatClient(
-        base_url=chat_server.base_url,
-        api_key=FAKE_API_KEY,
-        backoff=Backoff(initial=0.001, maximum=0.01),
-        timeout=10.0,
-    ) as client:
+    async with AsyncChatClient(**_client_options(chat_server)) as client:
         yield client
+
+
+def _client_options(server: FakeChatServer) -> dict[str, Any]:
+    """What both client fixtures are built with: the server, a fake key, a fast backoff."""
+    from convkit._retry import Backoff
+
+    return {
+        "base_url": server.base_url,
+        "api_key": FAKE_API_KEY,
+        "backoff": Backoff(initial=0.001, maximum=0.01),
+        "timeout": 10.0,
+    }

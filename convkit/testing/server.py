@@ -27,410 +27,32 @@ tool names and arguments. The rule is deterministic, not a real tokenizer.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import logging
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import Any
 
-from attrs import evolve, field, frozen
+from convkit._wire import EMPTY as _EMPTY
+from convkit.testing._main import main
+from convkit.testing._render import Render
 
-__all__ = [
-    "FakeChatServer",
-    "RecordedRequest",
-    "Reply",
-    "UnconsumedRepliesError",
-    "UnexpectedRequestError",
-    "approx_prompt_tokens",
-    "echo_responder",
-]
+# The reply DSL, importable from here as it always was.
+from convkit.testing._replies import RecordedRequest as RecordedRequest
+from convkit.testing._replies import Reply as Reply
+from convkit.testing._replies import UnconsumedRepliesError as UnconsumedRepliesError
+from convkit.testing._replies import UnexpectedRequestError as UnexpectedRequestError
+from convkit.testing._replies import approx_prompt_tokens as approx_prompt_tokens
+from convkit.testing._replies import describe
+from convkit.testing._replies import echo_responder as echo_responder
+
+__all__ = ["FakeChatServer", "main"]
 
 logger = logging.getLogger("convkit.testing")
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-class UnconsumedRepliesError(AssertionError):
-    """Scripted replies were left in the queue when the test expected them all to be used."""
-
-
-class UnexpectedRequestError(AssertionError):
-    """A request arrived that no scripted reply (and no default responder) could answer."""
-
-
-def _ceil4(n: int) -> int:
-    return -(-n // 4)
-
-
-def _message_text(message: Any) -> str:
-    if not isinstance(message, Mapping):
-        return ""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            str(p.get("text", ""))
-            for p in content
-            if isinstance(p, Mapping) and p.get("type") == "text"
-        )
-    return ""
-
-
-def approx_prompt_tokens(body: Mapping[str, Any]) -> int:
-    """The default, deterministic prompt-token rule (not a tokenizer; see the module docs)."""
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        return 0
-    return 3 + sum(3 + _ceil4(len(_message_text(m))) for m in messages)
-
-
-def _freeze(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value)) if value else _EMPTY
-
-
-@frozen(kw_only=True)
-class RecordedRequest:
-    """One request the server received: method, path, lower-cased headers, decoded JSON body."""
-
-    method: str
-    path: str
-    headers: Mapping[str, str] = field(converter=_freeze)
-    body: Any = None
-    raw: bytes = field(default=b"", repr=False)
-
-    @property
-    def messages(self) -> list[Any]:
-        """The body's ``messages`` list (empty if absent)."""
-        body = self.body
-        msgs = body.get("messages") if isinstance(body, Mapping) else None
-        return msgs if isinstance(msgs, list) else []
-
-    @property
-    def stream(self) -> bool:
-        """True when the request asked for a streamed answer."""
-        return isinstance(self.body, Mapping) and self.body.get("stream") is True
-
-
-def _tool_call_dict(call: Any, n: int) -> dict[str, Any]:
-    if hasattr(call, "to_openai"):
-        call = call.to_openai()
-    if not isinstance(call, Mapping):
-        raise TypeError(f"a tool call must be a mapping or a ToolCall, got {type(call).__name__}")
-    if "function" in call:
-        fn = dict(call["function"])
-        name, args = fn.get("name"), fn.get("arguments", "")
-        call_id = call.get("id")
-    else:
-        name, args, call_id = call.get("name"), call.get("arguments", ""), call.get("id")
-    if not isinstance(args, str):
-        args = json.dumps(args)
-    return {
-        "id": call_id or f"call_fake_{n}",
-        "type": "function",
-        "function": {"name": name, "arguments": args},
-    }
-
-
-@frozen(kw_only=True)
-class Reply:
-    """One scripted answer. Build it with :meth:`text`, :meth:`tool_calls`, :meth:`refusal`,
-    :meth:`error`, :meth:`json` or :meth:`raw_stream`; each takes the options below.
-
-    Shape of a streamed answer:
-
-    * ``chunk_size``: characters of text (or tool arguments) per chunk;
-    * ``events_per_write``: events sent per socket write (1: each event on its own);
-    * ``split_writes``: instead, cut the event bytes into pieces of this many bytes, each
-      written separately (splits lines, UTF-8 characters and ``\\r\\n`` on the wire);
-    * ``line_ending`` (``"\\n"``, ``"\\r\\n"`` or ``"\\r"``), ``data_prefix`` (``"data: "`` or
-      ``"data:"``), ``keepalive_every`` (a ``: keep-alive`` comment before every n-th chunk);
-    * ``usage``: True computes figures, False omits them, or give a ``Usage``/dict;
-      streams carry the usage chunk when the request asked for it
-      (``stream_options.include_usage``) unless ``usage_in_stream`` says otherwise.
-
-    Faults (counted in data chunks, ``[DONE]`` excluded):
-
-    * ``drop_after_chunks=N``: close the connection after N chunks (non-streamed: no response);
-    * ``malformed_chunk_at=N``: chunk N is not JSON (non-streamed: a broken JSON body);
-    * ``stall_after_chunks=N``, ``stall_seconds``: go silent after N chunks (bounded; ``stop()``
-      ends it); ``latency``: wait before sending the headers;
-    * ``omit_done=True``: end the body without ``data: [DONE]``;
-    * ``event_error_at=N``: send ``event: error`` after N chunks, then end the body; its data
-      is ``event_error`` (default: an OpenAI-shaped ``server_error`` object). Non-streamed,
-      that object is the 200 body.
-
-    Example::
-
-        Reply.text("Hello there", chunk_size=3, usage=False)
-        Reply.tool_calls([{"name": "get_weather", "arguments": {"city": "Paris"}}])
-        Reply.error(429, retry_after=1)
-        Reply.text("partial answer", drop_after_chunks=2)
-    """
-
-    content: str | None = None
-    calls: tuple[Mapping[str, Any], ...] = ()
-    refusal_text: str | None = None
-    finish_reason: str | None = None
-    status: int = 200
-    body: Any = None
-    raw_pieces: tuple[bytes, ...] | None = field(default=None, repr=False)
-    headers: Mapping[str, str] = field(default=_EMPTY, converter=_freeze)
-    model: str | None = None
-    usage: Any = True
-    usage_in_stream: bool | None = None
-    extra_delta: Mapping[str, Any] = field(default=_EMPTY, converter=_freeze)
-    chunk_size: int = 4
-    events_per_write: int = 1
-    split_writes: int | None = None
-    line_ending: str = "\n"
-    data_prefix: str = "data: "
-    keepalive_every: int = 0
-    drop_after_chunks: int | None = None
-    malformed_chunk_at: int | None = None
-    stall_after_chunks: int | None = None
-    stall_seconds: float = 30.0
-    latency: float = 0.0
-    omit_done: bool = False
-    event_error_at: int | None = None
-    event_error: Any = None
-
-    def __attrs_post_init__(self) -> None:
-        if self.chunk_size < 1 or self.events_per_write < 1:
-            raise ValueError("chunk_size and events_per_write must be at least 1")
-        if self.split_writes is not None and self.split_writes < 1:
-            raise ValueError("split_writes must be at least 1")
-        if self.line_ending not in ("\n", "\r\n", "\r"):
-            raise ValueError("line_ending must be '\\n', '\\r\\n' or '\\r'")
-        if self.stall_seconds < 0 or self.latency < 0:
-            raise ValueError("stall_seconds and latency must be non-negative")
-
-    # ---- builders
-
-    @classmethod
-    def text(cls, text: str, **options: Any) -> Reply:
-        """An assistant text answer (``finish_reason`` "stop" unless given)."""
-        options.setdefault("finish_reason", "stop")
-        return cls(content=text, **options)
-
-    @classmethod
-    def tool_calls(
-        cls, calls: Sequence[Any], *, content: str | None = None, **options: Any
-    ) -> Reply:
-        """An answer calling tools: each call a ``ToolCall``, a wire dict, or
-        ``{"name": ..., "arguments": str-or-dict, "id": optional}``. Several calls stream as
-        parallel calls (index 0, 1, ...)."""
-        options.setdefault("finish_reason", "tool_calls")
-        counter = itertools.count()
-        frozen_calls = tuple(_tool_call_dict(c, next(counter)) for c in calls)
-        return cls(content=content, calls=frozen_calls, **options)
-
-    @classmethod
-    def refusal(cls, text: str, **options: Any) -> Reply:
-        """A refusal (``message.refusal``; streamed as refusal deltas)."""
-        options.setdefault("finish_reason", "stop")
-        return cls(refusal_text=text, **options)
-
-    @classmethod
-    def error(
-        cls,
-        status: int,
-        body: Any = None,
-        *,
-        message: str | None = None,
-        code: str | None = None,
-        retry_after: float | str | None = None,
-        retry_after_ms: float | None = None,
-        **options: Any,
-    ) -> Reply:
-        """An HTTP error answer; the default body is OpenAI's ``{"error": {...}}`` shape.
-
-        ``retry_after`` becomes a ``Retry-After`` header (seconds, or an HTTP date string),
-        ``retry_after_ms`` a ``retry-after-ms`` header.
-        """
-        if not 400 <= status <= 599:
-            raise ValueError("an error status must be in 400..599")
-        if body is None:
-            body = {
-                "error": {
-                    "message": message or f"fake error {status}",
-                    "type": "server_error" if status >= 500 else "invalid_request_error",
-                    "param": None,
-                    "code": code,
-                }
-            }
-        headers = dict(options.pop("headers", {}) or {})
-        if retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
-        if retry_after_ms is not None:
-            headers["retry-after-ms"] = str(retry_after_ms)
-        return cls(status=status, body=body, headers=headers, **options)
-
-    @classmethod
-    def json(cls, body: Any, status: int = 200, **options: Any) -> Reply:
-        """Answer with this exact JSON body, streamed or not."""
-        return cls(status=status, body=body, **options)
-
-    @classmethod
-    def raw_stream(cls, data: bytes | str | Iterable[bytes | str], **options: Any) -> Reply:
-        """Answer a stream with these exact event-stream bytes (a sequence is written piece by
-        piece, one write each, so a test controls where the bytes split on the wire)."""
-        if isinstance(data, (bytes, str)):
-            data = [data]
-        pieces = tuple(p.encode() if isinstance(p, str) else bytes(p) for p in data)
-        return cls(raw_pieces=pieces, **options)
-
-    def with_options(self, **options: Any) -> Reply:
-        """A copy with some options changed."""
-        return evolve(self, **options)
-
-
-def echo_responder(request: RecordedRequest) -> Reply:
-    """A default responder that answers with the text of the last user message."""
-    for message in reversed(request.messages):
-        if isinstance(message, Mapping) and message.get("role") == "user":
-            return Reply.text(_message_text(message))
-    return Reply.text("")
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-class _Render:
-    """Turns a reply into response bodies for one request (pure; no sockets)."""
-
-    def __init__(self, server: FakeChatServer, reply: Reply, body: Mapping[str, Any], n: int):
-        self.reply = reply
-        self.body = body
-        self.id = f"chatcmpl-fake-{n}"
-        self.created = 1_700_000_000 + n
-        self.model = reply.model or str(body.get("model") or "fake-model")
-        choices = body.get("n")
-        self.n = 1
-        if isinstance(choices, int) and not isinstance(choices, bool) and choices > 0:
-            self.n = choices
-        self.server = server
-
-    def usage(self) -> dict[str, Any] | None:
-        usage = self.reply.usage
-        if usage is False or usage is None:
-            return None
-        if usage is True:
-            r = self.reply
-            text = (r.content or "") + (r.refusal_text or "")
-            text += "".join(
-                str(c["function"]["name"] or "") + str(c["function"]["arguments"]) for c in r.calls
-            )
-            prompt = int(self.server.prompt_tokens_fn(self.body))
-            completion = _ceil4(len(text)) * self.n
-            return {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            }
-        if hasattr(usage, "to_openai"):
-            return dict(usage.to_openai())
-        return dict(usage)
-
-    def completion(self) -> dict[str, Any]:
-        r = self.reply
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": r.content,
-            "refusal": r.refusal_text,
-        }
-        if r.calls:
-            message["tool_calls"] = [json.loads(json.dumps(c)) for c in r.calls]
-        message.update(r.extra_delta)
-        out: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": [
-                {"index": i, "message": message, "logprobs": None, "finish_reason": r.finish_reason}
-                for i in range(self.n)
-            ],
-            "system_fingerprint": "fp_fake",
-        }
-        usage = self.usage()
-        if usage is not None:
-            out["usage"] = usage
-        return out
-
-    def chunks(self) -> list[dict[str, Any]]:
-        r = self.reply
-        opts = self.body.get("stream_options")
-        asked = isinstance(opts, Mapping) and opts.get("include_usage") is True
-        with_usage = asked if r.usage_in_stream is None else r.usage_in_stream
-        usage = self.usage() if with_usage else None
-        size = r.chunk_size
-        out: list[dict[str, Any]] = []
-
-        def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> None:
-            c: dict[str, Any] = {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "system_fingerprint": "fp_fake",
-                "choices": [
-                    {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
-            }
-            if with_usage:
-                c["usage"] = None  # as OpenAI does: null on every chunk but the last
-            out.append(c)
-
-        for index in range(self.n):
-            first: dict[str, Any] = {
-                "role": "assistant",
-                "content": None if r.content is None else "",
-                "refusal": None,
-            }
-            first.update(r.extra_delta)
-            chunk(index, first)
-            text = r.content or ""
-            for i in range(0, len(text), size):
-                chunk(index, {"content": text[i : i + size]})
-            refusal = r.refusal_text or ""
-            for i in range(0, len(refusal), size):
-                chunk(index, {"refusal": refusal[i : i + size]})
-            for k, call in enumerate(r.calls):
-                fn = call["function"]
-                head = {
-                    "index": k,
-                    "id": call["id"],
-                    "type": "function",
-                    "function": {"name": fn["name"], "arguments": ""},
-                }
-                chunk(index, {"tool_calls": [head]})
-                args = str(fn["arguments"])
-                for i in range(0, len(args), size):
-                    piece = {"index": k, "function": {"arguments": args[i : i + size]}}
-                    chunk(index, {"tool_calls": [piece]})
-            chunk(index, {}, r.finish_reason)
-        if usage is not None:
-            out.append(
-                {
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.model,
-                    "system_fingerprint": "fp_fake",
-                    "choices": [],
-                    "usage": usage,
-                }
-            )
-        return out
-
-
-# --------------------------------------------------------------------------- HTTP
 
 
 class _Abort(Exception):
@@ -529,7 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         if reply.latency:
             owner._wait(reply.latency)
-        render = _Render(owner, reply, body, n)
+        render = Render(owner.prompt_tokens_fn, reply, body, n)
         if reply.status >= 400:
             self._send_json(reply.status, reply.body, reply.headers)
             return
@@ -545,7 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._answer_stream(reply, render)
 
-    def _answer_plain(self, reply: Reply, render: _Render) -> None:
+    def _answer_plain(self, reply: Reply, render: Render) -> None:
         owner = self.server.owner
         if reply.drop_after_chunks is not None:
             self._drop()
@@ -569,7 +191,11 @@ class _Handler(BaseHTTPRequestHandler):
             return reply.event_error
         return {"error": {"message": "fake stream error", "type": "server_error", "code": None}}
 
-    def _answer_stream(self, reply: Reply, render: _Render) -> None:
+    def _error_event(self, reply: Reply, le: str, prefix: str, end: bytes) -> bytes:
+        body = json.dumps(self._error_body(reply)).encode()
+        return b"event: error" + le.encode() + prefix.encode() + body + end
+
+    def _answer_stream(self, reply: Reply, render: Render) -> None:
         owner = self.server.owner
         le = reply.line_ending
         prefix = reply.data_prefix
@@ -590,13 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._flush(out, reply)
                 owner._wait(reply.stall_seconds)
             if reply.event_error_at == i:
-                out.append(
-                    b"event: error"
-                    + le.encode()
-                    + prefix.encode()
-                    + json.dumps(self._error_body(reply)).encode()
-                    + end
-                )
+                out.append(self._error_event(reply, le, prefix, end))
                 self._flush(out, reply)
                 self._end_stream()
                 return
@@ -617,13 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._flush(out, reply)
             owner._wait(reply.stall_seconds)
         if reply.event_error_at is not None and reply.event_error_at >= count:
-            out.append(
-                b"event: error"
-                + le.encode()
-                + prefix.encode()
-                + json.dumps(self._error_body(reply)).encode()
-                + end
-            )
+            out.append(self._error_event(reply, le, prefix, end))
         elif not reply.omit_done:
             event("[DONE]")
         self._flush(out, reply)
@@ -886,7 +500,7 @@ class FakeChatServer:
         if left:
             raise UnconsumedRepliesError(
                 f"{len(left)} scripted repl{'y' if len(left) == 1 else 'ies'} never requested: "
-                + ", ".join(_describe(r) for r in left[:5])
+                + ", ".join(describe(r) for r in left[:5])
             )
 
     # ---- called from handler threads
@@ -915,40 +529,6 @@ class FakeChatServer:
     def _wait(self, seconds: float) -> None:
         if self._stopping.wait(seconds):
             raise _Abort
-
-
-def _describe(reply: Reply) -> str:
-    if reply.status >= 400:
-        return f"error {reply.status}"
-    if reply.calls:
-        return f"tool_calls({', '.join(str(c['function']['name']) for c in reply.calls)})"
-    if reply.refusal_text is not None:
-        return f"refusal({reply.refusal_text[:20]!r})"
-    if reply.raw_pieces is not None:
-        return "raw_stream"
-    if reply.content is not None:
-        return f"text({reply.content[:20]!r})"
-    return "json"
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Serve a FakeChatServer that echoes the last user message, until interrupted.
-
-    Run it with ``python -m convkit.testing.server [--port N]``.
-    """
-    import argparse
-    import time
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
-    args = parser.parse_args(argv)
-    with FakeChatServer(default_responder=echo_responder, port=args.port) as server:
-        print(f"FakeChatServer listening: OPENAI_BASE_URL={server.base_url}", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":  # pragma: no cover

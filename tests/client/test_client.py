@@ -32,6 +32,8 @@ from convkit import (
 )
 from convkit.chat import ChatRequest
 from convkit.client import DEFAULT_BASE_URL, ChatClient, Timeouts
+from convkit.client._errors import ErrorMap
+from convkit.client._redact import Redactor
 from convkit.testing import FakeChatServer, Reply
 
 from .conftest import FAKE_API_KEY, FAST, MESSAGES, Driver
@@ -304,7 +306,7 @@ def test_connection_refused_is_a_connect_error(driver: Driver) -> None:
 
 def test_read_timeout_is_a_timeout_error(driver: Driver) -> None:
     driver.server.enqueue(Reply.text("late", latency=5))
-    with pytest.raises(convkit.TimeoutError) as info:
+    with pytest.raises(convkit.APITimeoutError) as info:
         driver.complete(client={"timeout": Timeouts(read=0.2), "max_retries": 0})
     assert isinstance(info.value, convkit.TransportError)
     assert len(driver.server.requests) == 1  # read timeouts are not retried
@@ -435,10 +437,10 @@ def test_api_key_never_leaks(
 @pytest.mark.parametrize(
     ("exc", "cls", "retryable"),
     [
-        (httpx.ConnectTimeout("t"), convkit.TimeoutError, True),
-        (httpx.PoolTimeout("t"), convkit.TimeoutError, False),
-        (httpx.ReadTimeout("t"), convkit.TimeoutError, False),
-        (httpx.WriteTimeout("t"), convkit.TimeoutError, False),
+        (httpx.ConnectTimeout("t"), convkit.APITimeoutError, True),
+        (httpx.PoolTimeout("t"), convkit.APITimeoutError, False),
+        (httpx.ReadTimeout("t"), convkit.APITimeoutError, False),
+        (httpx.WriteTimeout("t"), convkit.APITimeoutError, False),
         (httpx.ConnectError("refused"), ConnectError, True),
         (httpx.RemoteProtocolError("closed"), ConnectError, True),
         (httpx.ReadError("reset"), ConnectError, True),
@@ -447,24 +449,18 @@ def test_api_key_never_leaks(
     ],
 )
 def test_httpx_errors_map_to_the_tree(exc: Exception, cls: type, retryable: bool) -> None:
-    client = ChatClient(base_url="http://127.0.0.1:9/v1", api_key=FAKE_API_KEY)
-    try:
-        err, may_retry = client._transport_error(exc)
-    finally:
-        client.close()
+    errors = ErrorMap("http://127.0.0.1:9/v1/chat/completions", Redactor(FAKE_API_KEY))
+    err, may_retry = errors.transport(exc)
     assert type(err) is cls and may_retry is retryable
 
 
 def test_idle_timeout_message_and_truncation_mapping() -> None:
-    client = ChatClient(base_url="http://127.0.0.1:9/v1", timeout=Timeouts(stream_idle=1.5))
-    try:
-        partial = client_partial()
-        err, retry = client._body_error(httpx.ReadTimeout("t"), partial)
-        assert isinstance(err, convkit.TimeoutError) and "1.5 s" in str(err) and not retry
-        err, retry = client._body_error(httpx.RemoteProtocolError("incomplete"), partial)
-        assert isinstance(err, StreamError) and err.partial is partial and retry
-    finally:
-        client.close()
+    errors = ErrorMap("http://127.0.0.1:9/v1/chat/completions", Redactor(None), stream_idle=1.5)
+    partial = client_partial()
+    err, retry = errors.body(httpx.ReadTimeout("t"), partial)
+    assert isinstance(err, convkit.APITimeoutError) and "1.5 s" in str(err) and not retry
+    err, retry = errors.body(httpx.RemoteProtocolError("incomplete"), partial)
+    assert isinstance(err, StreamError) and err.partial is partial and retry
 
 
 def client_partial() -> Any:

@@ -58,7 +58,7 @@ def test_stream_without_done(driver: Driver) -> None:
 def test_stall_is_detected_in_bounded_time(driver: Driver) -> None:
     driver.server.enqueue(Reply.text(TEXT, stall_after_chunks=3, stall_seconds=60))
     res = driver.stream(client={"timeout": Timeouts(read=30, stream_idle=0.3)})
-    assert isinstance(res.error, convkit.TimeoutError)
+    assert isinstance(res.error, convkit.APITimeoutError)
     assert "silent" in str(res.error)
     assert res.elapsed < 10  # bounded: far below the 30 s read timeout and the 60 s stall
     assert res.text == TEXT[:8] and res.partial.text == TEXT[:8]
@@ -112,7 +112,7 @@ def test_plain_malformed_body(driver: Driver) -> None:
 def test_plain_stall_hits_the_read_timeout(driver: Driver) -> None:
     driver.server.enqueue(Reply.text(TEXT, stall_after_chunks=0, stall_seconds=60))
     t0 = time.monotonic()
-    with pytest.raises(convkit.TimeoutError):
+    with pytest.raises(convkit.APITimeoutError):
         driver.complete(client={"timeout": Timeouts(read=0.3), "max_retries": 0})
     assert time.monotonic() - t0 < 10
 

@@ -17,6 +17,7 @@ import pytest
 from convkit import StreamError, TransportError, Usage
 from convkit.chat import ChatChunk, ChatResponse, StreamAccumulator
 from convkit.client import ChatClient
+from convkit.errors import ResponseFormatError
 from convkit.testing import Reply
 from convkit.testing.pytest_plugin import FAKE_API_KEY
 
@@ -138,8 +139,21 @@ def test_non_string_finish_reason_fails_the_same_way_streamed_or_not(driver: Dri
     assert res.text == "hi"
 
 
+def test_a_format_error_from_the_body_parser_becomes_a_transport_error(
+    driver: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(d: Mapping[str, Any]) -> ChatResponse:
+        raise ResponseFormatError("odd", field="choices")
+
+    monkeypatch.setattr(ChatResponse, "from_openai", staticmethod(boom))
+    driver.server.enqueue(Reply.text("hi"))
+    with pytest.raises(TransportError, match=r"not a chat completion \(choices: odd\)") as info:
+        driver.complete()
+    assert type(info.value) is TransportError
+
+
 @pytest.mark.parametrize("exc", [TypeError("boom"), OverflowError("boom"), ZeroDivisionError()])
-def test_whatever_the_body_parser_raises_becomes_a_transport_error(
+def test_a_bug_in_the_body_parser_is_not_disguised_as_a_transport_error(
     driver: Driver, monkeypatch: pytest.MonkeyPatch, exc: Exception
 ) -> None:
     def boom(d: Mapping[str, Any]) -> ChatResponse:
@@ -147,13 +161,31 @@ def test_whatever_the_body_parser_raises_becomes_a_transport_error(
 
     monkeypatch.setattr(ChatResponse, "from_openai", staticmethod(boom))
     driver.server.enqueue(Reply.text("hi"))
-    with pytest.raises(TransportError, match="not a chat completion") as info:
+    with pytest.raises(type(exc)) as info:
         driver.complete()
-    assert type(info.value) is TransportError
+    assert not isinstance(info.value, TransportError)
+
+
+def test_a_format_error_from_the_chunk_parser_becomes_a_stream_error_after_earlier_chunks(
+    driver: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = StreamAccumulator.feed_openai
+
+    def feed(self: StreamAccumulator, obj: Mapping[str, Any]) -> ChatChunk:
+        if "boom" in obj:
+            raise ResponseFormatError("odd")
+        return real(self, obj)
+
+    monkeypatch.setattr(StreamAccumulator, "feed_openai", feed)
+    driver.server.enqueue(Reply.raw_stream(sse(HI, {"boom": 1, "choices": []})))
+    res = driver.stream()
+    assert isinstance(res.error, StreamError) and "malformed chunk: odd" in str(res.error)
+    assert res.text == "hi" and res.error.partial is not None
+    assert res.error.partial.text == "hi"
 
 
 @pytest.mark.parametrize("exc", [TypeError("boom"), OverflowError("boom"), ZeroDivisionError()])
-def test_whatever_the_chunk_parser_raises_becomes_a_stream_error_after_earlier_chunks(
+def test_a_bug_in_the_chunk_parser_is_not_disguised_as_a_stream_error(
     driver: Driver, monkeypatch: pytest.MonkeyPatch, exc: Exception
 ) -> None:
     real = StreamAccumulator.feed_openai
@@ -166,9 +198,23 @@ def test_whatever_the_chunk_parser_raises_becomes_a_stream_error_after_earlier_c
     monkeypatch.setattr(StreamAccumulator, "feed_openai", feed)
     driver.server.enqueue(Reply.raw_stream(sse(HI, {"boom": 1, "choices": []})))
     res = driver.stream()
-    assert isinstance(res.error, StreamError) and "malformed chunk" in str(res.error)
-    assert res.text == "hi" and res.error.partial is not None
-    assert res.error.partial.text == "hi"
+    assert type(res.error) is type(exc)  # a bug surfaces as itself, not as a server fault
+
+
+def test_every_parse_failure_is_a_response_format_error_and_a_value_error() -> None:
+    # The documented contract of the parsers: ValueError, as convkit's own subclass.
+    cases = [
+        lambda: ChatResponse.from_openai({"choices": "no"}),
+        lambda: ChatResponse.from_openai(completion(choice={"message": {"content": 5}})),
+        lambda: ChatChunk.from_openai({"choices": [{"delta": {"content": 5}}]}),
+        lambda: ChatChunk.from_openai({"choices": [{"delta": {"tool_calls": {}}}]}),
+        lambda: StreamAccumulator().feed_openai({"choices": [{"delta": {"role": 1}}]}),
+        lambda: StreamAccumulator().feed(ChatChunk({"choices": [{"delta": {"refusal": 1}}]})),
+    ]
+    for case in cases:
+        with pytest.raises(ResponseFormatError) as info:
+            case()
+        assert isinstance(info.value, ValueError)
 
 
 def test_json_nested_too_deeply_is_malformed_not_a_recursion_error(driver: Driver) -> None:

@@ -15,7 +15,7 @@ import pytest
 import convkit
 from convkit import APIStatusError, AuthenticationError, StreamError
 from convkit._sse import ChatEventDecoder
-from convkit.client import ChatClient
+from convkit.client._redact import Redactor
 from convkit.testing import Reply
 
 from .conftest import Driver
@@ -116,23 +116,16 @@ def test_decoder_redacts_before_it_cuts() -> None:
     ],
 )
 def test_redact_text(text: str, expected: str) -> None:
-    client = ChatClient(base_url="http://127.0.0.1:9/v1", api_key=KEY)
-    try:
-        assert client._redact_text(text) == expected
-        assert client._redact({"m": [text]}) == {"m": [expected]}
-        err = client._scrub(convkit.TransportError(text))
-        assert str(err) == expected
-    finally:
-        client.close()
+    redactor = Redactor(KEY)
+    assert redactor.text(text) == expected
+    assert redactor.value({"m": [text]}) == {"m": [expected]}
+    err = redactor.error(convkit.TransportError(text))
+    assert str(err) == expected
 
 
 @pytest.mark.parametrize("key", ["abc", "abcd", "abcdefgh"])
 def test_short_keys_are_redacted_whole_only(key: str) -> None:
-    client = ChatClient(base_url="http://127.0.0.1:9/v1", api_key=key)
-    try:
-        text = f"<{key}> <{key[:3]}>"
-        # Keys under 4 characters are not redacted at all (documented); others only whole.
-        expected = text if len(key) < 4 else f"<[redacted]> <{key[:3]}>"
-        assert client._redact_text(text) == expected
-    finally:
-        client.close()
+    text = f"<{key}> <{key[:3]}>"
+    # Keys under 4 characters are not redacted at all (documented); others only whole.
+    expected = text if len(key) < 4 else f"<[redacted]> <{key[:3]}>"
+    assert Redactor(key).text(text) == expected

@@ -287,6 +287,6 @@ def test_stream_retries_share_one_budget(driver: Driver) -> None:
 def test_idle_timeout_before_first_chunk_is_not_retried(driver: Driver) -> None:
     driver.server.enqueue(Reply.text("x", stall_after_chunks=0, stall_seconds=5), Reply.text("y"))
     res = driver.stream(client={"timeout": Timeouts(stream_idle=0.2)})
-    assert res.error is not None and type(res.error).__name__ == "TimeoutError"
+    assert res.error is not None and type(res.error).__name__ == "APITimeoutError"
     assert len(driver.server.requests) == 1
     driver.server.reset()
