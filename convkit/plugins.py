@@ -567,9 +567,26 @@ def _default_name(plugin: object) -> str:
     return type(plugin).__name__
 
 
-def _rank(impl: pluggy.HookImpl) -> tuple[bool, int]:
-    # Call order: wrappers, then tryfirst, plain, trylast implementations.
-    return (not impl.wrapper, 0 if impl.tryfirst else 2 if impl.trylast else 1)
+def _kind(impl: pluggy.HookImpl) -> int:
+    return 0 if impl.tryfirst else 2 if impl.trylast else 1
+
+
+def _merge(own: list[pluggy.HookImpl], glob: list[pluggy.HookImpl]) -> list[pluggy.HookImpl]:
+    """Both lists in call order, merged as if ``own`` had been registered after ``glob``.
+
+    Call order: wrappers, then tryfirst, plain and trylast implementations. pluggy calls
+    later-registered implementations first, except among ``trylast`` ones, where a later one
+    runs last.
+    """
+    if not own or not glob:
+        return own or glob
+    out: list[pluggy.HookImpl] = []
+    for wrapper in (True, False):
+        for kind in (0, 1, 2):
+            mine = [i for i in own if bool(i.wrapper) is wrapper and _kind(i) == kind]
+            theirs = [i for i in glob if bool(i.wrapper) is wrapper and _kind(i) == kind]
+            out += theirs + mine if kind == 2 else mine + theirs
+    return out
 
 
 class PluginHost:
@@ -578,8 +595,9 @@ class PluginHost:
     ``plugins`` are registered for this host only (named after their ``__name__`` or class,
     ``#2`` added on a clash); ``global_plugins=False`` leaves out everything registered in
     :data:`pm`. Call order is pluggy's: ``wrapper=True`` implementations first, then
-    ``tryfirst``, plain and ``trylast`` ones; within each group the conversation's own plugins
-    come before the global ones, and later-registered before earlier.
+    ``tryfirst``, plain and ``trylast`` ones; the conversation's own plugins are ordered as if
+    registered after the global ones (pluggy calls later-registered implementations first,
+    except among ``trylast`` ones, where the later one runs last).
 
     Every method takes the hook's arguments as keywords, exactly the spec's. Each sync method
     has an ``a``-prefixed async twin that awaits ``async def`` implementations; the sync one
@@ -648,7 +666,7 @@ class PluginHost:
                 else []
             )
             glob = list(reversed(getattr(pm.hook, hook).get_hookimpls())) if self._global else []
-            impls = self._impls[hook] = sorted(own + glob, key=_rank)
+            impls = self._impls[hook] = _merge(own, glob)
         return impls
 
     def has(self, hook: str) -> bool:
