@@ -29,6 +29,7 @@ import importlib
 import importlib.metadata
 import inspect
 import logging
+import operator
 import os
 import sys
 import threading
@@ -41,7 +42,7 @@ from attrs import frozen
 
 from convkit import hookspecs
 from convkit._replay import chunks_from_response, response_from_chunks, text_chunk, with_text
-from convkit.chat import ChatChunk
+from convkit.chat import ChatChunk, ChatResponse, StreamAccumulator
 from convkit.errors import PluginError
 from convkit.hookspecs import PROJECT, StreamMiddleware
 
@@ -208,7 +209,8 @@ def _run_register_models(plugin: object, impls: Sequence[pluggy.HookImpl]) -> No
             raise TypeError(f"register() takes a ModelInfo, got {type(info).__name__}")
         models.registry.add(info)
 
-    _drive_sync("register_models", _steps("register_models", impls, {"register": register}, _ALL))
+    steps = _steps("register_models", _entries(impls), {"register": register}, _ALL)
+    _drive_sync("register_models", steps)
 
 
 def _register_models_of(plugin: object, manager: pluggy.PluginManager) -> None:
@@ -419,6 +421,38 @@ _PAIRS = 3  # (plugin name, result) for every non-None result
 _OBSERVE = 4  # run every impl whatever happens; the result is the list of PluginErrors
 
 _Step = Generator[tuple[pluggy.HookImpl, Awaitable[Any]], Any, Any]
+# An implementation and the function that picks its arguments out of the call's keywords.
+_Entry = tuple[pluggy.HookImpl, Callable[[dict[str, Any]], Sequence[Any]]]
+_GETTERS: dict[tuple[str, ...], Callable[[dict[str, Any]], Sequence[Any]]] = {}
+
+
+def _no_args(kwargs: dict[str, Any]) -> tuple[()]:
+    return ()
+
+
+def _one_arg(name: str) -> Callable[[dict[str, Any]], tuple[Any]]:
+    def pick(kwargs: dict[str, Any]) -> tuple[Any]:
+        return (kwargs[name],)
+
+    return pick
+
+
+def _entries(impls: Iterable[pluggy.HookImpl]) -> list[_Entry]:
+    """Pair each implementation with its argument picker (``itemgetter``: no per-call loop)."""
+    out = []
+    for impl in impls:
+        names = tuple(impl.argnames)
+        getter = _GETTERS.get(names)
+        if getter is None:
+            if not names:
+                getter = _no_args
+            elif len(names) == 1:
+                getter = _one_arg(names[0])
+            else:
+                getter = operator.itemgetter(*names)
+            _GETTERS[names] = getter
+        out.append((impl, getter))
+    return out
 
 
 def _blame(impl: pluggy.HookImpl, hook: str, exc: Exception) -> PluginError:
@@ -429,7 +463,7 @@ def _blame(impl: pluggy.HookImpl, hook: str, exc: Exception) -> PluginError:
 
 def _steps(
     hook: str,
-    impls: Sequence[pluggy.HookImpl],
+    impls: Sequence[_Entry],
     kwargs: dict[str, Any],
     mode: int,
     key: str = "",
@@ -447,9 +481,9 @@ def _steps(
     outcome: Any = None
     error: BaseException | None = None
     try:
-        for impl in impls:
+        for impl, pick in impls:
             try:
-                args = [kwargs[a] for a in impl.argnames]
+                args = pick(kwargs)
                 if impl.wrapper:
                     gen = cast("Generator[Any, Any, Any]", impl.function(*args))
                     try:
@@ -616,7 +650,7 @@ class PluginHost:
         load_plugins()
         self._global = global_plugins
         self._own: _Manager | None = None
-        self._impls: dict[str, list[pluggy.HookImpl]] = {}
+        self._impls: dict[str, list[_Entry]] = {}
         self._seen = (-1, -1)
         for plugin in plugins:
             self.register(plugin)
@@ -651,7 +685,7 @@ class PluginHost:
         glob = pm.list_name_plugin() if self._global else []
         return list(own) + list(glob)
 
-    def _impls_for(self, hook: str) -> list[pluggy.HookImpl]:
+    def _impls_for(self, hook: str) -> list[_Entry]:
         seen = (pm.generation, self._own.generation if self._own is not None else 0)
         if seen != self._seen:
             self._impls.clear()
@@ -666,14 +700,14 @@ class PluginHost:
                 else []
             )
             glob = list(reversed(getattr(pm.hook, hook).get_hookimpls())) if self._global else []
-            impls = self._impls[hook] = _merge(own, glob)
+            impls = self._impls[hook] = _entries(_merge(own, glob))
         return impls
 
     def has(self, hook: str) -> bool:
         """True when at least one plugin implements ``hook`` (skip building its arguments)."""
         return bool(self._impls_for(hook))
 
-    def _start(self, hook: str, kwargs: dict[str, Any]) -> list[pluggy.HookImpl]:
+    def _start(self, hook: str, kwargs: dict[str, Any]) -> list[_Entry]:
         impls = self._impls_for(hook)
         names = _SPECS[hook][0]
         if kwargs.keys() != names:
@@ -681,7 +715,7 @@ class PluginHost:
             extra = sorted(kwargs.keys() - names)
             raise TypeError(f"hook {hook!r} called without {missing} / with unknown {extra}")
         if _trace:
-            _trace_call(hook, impls)
+            _trace_call(hook, [impl for impl, _ in impls])
         return impls
 
     def _sync(self, hook: str, kwargs: dict[str, Any], mode: int, key: str = "") -> Any:
@@ -776,6 +810,12 @@ class PluginHost:
 # --------------------------------------------------------------------------- stream pipeline
 
 
+def _check_chunks(items: Sequence[Any], method: str) -> None:
+    for chunk in items:
+        if not isinstance(chunk, ChatChunk):
+            raise TypeError(f"{method}() returned a {type(chunk).__name__}, not a ChatChunk")
+
+
 class StreamPipeline:
     """Middleware nested over one stream: the first is fed the raw chunks, each feeds the next.
 
@@ -786,6 +826,11 @@ class StreamPipeline:
     raw chunks first (a redaction plugin marked ``tryfirst`` restores its placeholders before
     any other middleware looks).
 
+    :meth:`response` gives what the output adds up to (what a conversation stores): with
+    ``accumulate=True`` (the default) the pipeline accumulates its output as it goes, and
+    reports a malformed chunk a middleware made as a :class:`~convkit.PluginError`. A host
+    that accumulates the output itself passes ``accumulate=False``.
+
     Pure: no I/O, so one pipeline serves sync and async streams. A middleware that raises (or
     returns something other than chunks) raises :class:`~convkit.PluginError` naming it, and
     the pipeline is closed.
@@ -794,12 +839,16 @@ class StreamPipeline:
 
         pipeline = StreamPipeline([("upper", Upper())])
         out = [c for chunk in chunks for c in pipeline.feed(chunk)] + pipeline.close()
+        final = pipeline.response(stream.response)
     """
 
-    __slots__ = ("_closed", "_stages")
+    __slots__ = ("_acc", "_closed", "_stages")
 
     def __init__(
-        self, middlewares: Iterable[StreamMiddleware | tuple[str, StreamMiddleware]] = ()
+        self,
+        middlewares: Iterable[StreamMiddleware | tuple[str, StreamMiddleware]] = (),
+        *,
+        accumulate: bool = True,
     ) -> None:
         stages: list[tuple[str, Callable[[ChatChunk], Iterable[ChatChunk]], Any]] = []
         for item in middlewares:
@@ -818,6 +867,7 @@ class StreamPipeline:
             stages.append((name, feed, close))
         self._stages = stages
         self._closed = False
+        self._acc = StreamAccumulator() if accumulate and stages else None
 
     def __len__(self) -> int:
         return len(self._stages)
@@ -838,28 +888,46 @@ class StreamPipeline:
             raise RuntimeError("the stream pipeline is closed")
         if not self._stages:
             return [chunk]
-        return self._push([chunk], 0)
+        items = self._run((chunk,), self._stages)
+        if self._acc is not None and items:
+            self._accumulate(items, self._acc)
+        return items
 
-    def _push(self, items: list[ChatChunk], start: int) -> list[ChatChunk]:
-        stages = self._stages
-        for i in range(start, len(stages)):
-            name, feed, _ = stages[i]
-            out: list[ChatChunk] = []
+    def _run(self, items: Sequence[ChatChunk], stages: Sequence[Any]) -> list[ChatChunk]:
+        for name, feed, _ in stages:
             try:
-                for chunk in items:
-                    out.extend(feed(chunk))
-                for chunk in out:
-                    if type(chunk) is not ChatChunk and not isinstance(chunk, ChatChunk):
-                        raise TypeError(
-                            f"feed() returned a {type(chunk).__name__}, not a ChatChunk"
-                        )
+                if len(items) == 1:
+                    out = feed(items[0])
+                    kind = type(out)
+                    if kind is not list and kind is not tuple:
+                        out = list(out)
+                else:
+                    out = []
+                    for chunk in items:
+                        out.extend(feed(chunk))
+                if len(out) != 1 or type(out[0]) is not ChatChunk:
+                    _check_chunks(out, "feed")
             except Exception as exc:
                 self._closed = True
                 raise PluginError(name, "wrap_stream", exc) from exc
             if not out:
-                return out
+                return []
             items = out
-        return items
+        return items if type(items) is list else list(items)
+
+    def _accumulate(self, items: list[ChatChunk], acc: StreamAccumulator) -> None:
+        try:
+            for chunk in items:
+                acc.feed(chunk)
+        except ValueError as exc:
+            self._closed = True
+            names = ", ".join(self.names)
+            raise PluginError(
+                names,
+                "wrap_stream",
+                exc,
+                message=f"a chunk the stream middleware ({names}) returned is malformed: {exc}",
+            ) from exc
 
     def close(self) -> list[ChatChunk]:
         """End of stream: close each middleware in order, flushing through the later ones.
@@ -870,16 +938,31 @@ class StreamPipeline:
             return []
         self._closed = True
         out: list[ChatChunk] = []
-        for i, (name, _, close) in enumerate(self._stages):
+        stages = self._stages
+        for i, (name, _, close) in enumerate(stages):
             try:
                 flushed = list(close())
-                for chunk in flushed:
-                    if not isinstance(chunk, ChatChunk):
-                        raise TypeError(
-                            f"close() returned a {type(chunk).__name__}, not a ChatChunk"
-                        )
+                _check_chunks(flushed, "close")
             except Exception as exc:
                 raise PluginError(name, "wrap_stream", exc) from exc
             if flushed:
-                out.extend(self._push(flushed, i + 1))
+                out.extend(self._run(flushed, stages[i + 1 :]))
+        if out and self._acc is not None:
+            self._accumulate(out, self._acc)
         return out
+
+    def response(self, upstream: ChatResponse | None = None) -> ChatResponse:
+        """The response the pipeline's output so far adds up to (safe after a failure too).
+
+        With no middleware the output is the input: ``upstream`` (the accumulation of the
+        chunks fed in, such as a client stream's ``response`` or ``partial``) is returned.
+
+        Raises:
+            RuntimeError: the pipeline was built with ``accumulate=False``, or has no
+                middleware and no ``upstream`` was given.
+        """
+        if self._acc is not None:
+            return self._acc.response()
+        if not self._stages and upstream is not None:
+            return upstream
+        raise RuntimeError("this pipeline does not accumulate its output")

@@ -276,3 +276,66 @@ async def test_the_async_host_awaits_an_async_wrap_stream() -> None:
     assert [c.text for c in pipeline.feed(text_chunk("a"))] == ["A"]
     with pytest.raises(PluginError, match="asynchronously"):
         PluginHost([AsyncPlugin()]).middleware(request=REQUEST, context=CTX)
+
+
+# --------------------------------------------------------------------------- what is stored
+
+
+class PassThrough:
+    def feed(self, chunk: ChatChunk) -> tuple[ChatChunk, ...]:
+        return (chunk,)
+
+    def close(self) -> tuple[ChatChunk, ...]:
+        return ()
+
+
+def _upstream(chunks: list[ChatChunk]) -> Any:
+    return response_from_chunks(chunks)
+
+
+def test_response_with_no_middleware_is_the_upstream_one() -> None:
+    chunks = text_chunks(["a", "b", "c"])
+    upstream = _upstream(chunks)
+    assert StreamPipeline().response(upstream) is upstream
+    with pytest.raises(RuntimeError, match="does not accumulate"):
+        StreamPipeline().response()
+    with pytest.raises(RuntimeError, match="does not accumulate"):
+        StreamPipeline([PassThrough()], accumulate=False).response(upstream)
+
+
+@pytest.mark.parametrize(
+    ("middleware", "pieces", "expected"),
+    [
+        ([PassThrough(), PassThrough()], ["a", "b", "c"], "abc"),  # passes everything
+        ([PassThrough(), Upper()], ["a", "b", "c"], "ABC"),  # changes every chunk
+        ([DropDigits()], ["a", "7", "b"], "ab"),  # drops one chunk after passing one
+        ([Restore({"<<P1>>": "ann"})], ["a <<P", "1>> b"], "a ann b"),  # holds back
+        ([PassThrough(), Banner()], ["a", "b"], "[begin] ab [end]"),  # injects, flushes
+        ([Buffer()], ["a", "b"], "ab"),  # everything comes out at close
+    ],
+)
+def test_response_adds_up_what_came_out(
+    middleware: list[Any], pieces: list[str], expected: str
+) -> None:
+    chunks = text_chunks(pieces)
+    pipeline = StreamPipeline(middleware)
+    out = [o for c in chunks for o in pipeline.feed(c)] + pipeline.close()
+    final = pipeline.response(_upstream(chunks))
+    assert final.text == expected == "".join(c.text for c in out)
+    assert final == response_from_chunks(out)
+
+
+def test_a_malformed_chunk_from_the_middleware_is_reported() -> None:
+    class Breaks:
+        def feed(self, chunk: ChatChunk) -> list[ChatChunk]:
+            bad = dict(chunk.raw)
+            bad["choices"] = [{"index": 0, "delta": {"content": 42}}]
+            return [ChatChunk(bad)]
+
+        def close(self) -> list[ChatChunk]:
+            return []
+
+    pipeline = StreamPipeline([("breaks", Breaks())])
+    with pytest.raises(PluginError, match=r"stream middleware \(breaks\) returned is malformed"):
+        pipeline.feed(text_chunk("x"))
+    assert pipeline.closed
