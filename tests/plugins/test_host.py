@@ -487,3 +487,36 @@ def test_call_context_settings_and_state_per_plugin() -> None:
     ctx.state_for("redact")["n"] = 1
     assert ctx.state == {"redact": {"n": 1}}
     assert ctx.state_for("redact") is ctx.state["redact"]
+
+
+@pytest.mark.anyio
+async def test_the_async_twins_match_the_sync_calls() -> None:
+    seen: list[str] = []
+
+    class Mixed:
+        @hookimpl
+        async def turn_stored(self, usage: Any) -> None:
+            seen.append("async observer")
+            raise ValueError("after seeing it")
+
+        @hookimpl
+        async def process_response(self, response: ChatResponse) -> ChatResponse:
+            return _response(response.text + " (async)")
+
+        @hookimpl
+        def window_fitted(self) -> None:
+            seen.append("sync observer")
+
+    class Plain:
+        @hookimpl(trylast=True)
+        def process_response(self, response: ChatResponse) -> ChatResponse:
+            return _response(response.text + " (sync)")
+
+    host = PluginHost([Mixed(), Plain()])
+    errors = await host.anotify("turn_stored", messages=[], usage=None, context=CTX)
+    assert [(e.plugin, type(e.cause)) for e in errors] == [("Mixed", ValueError)]
+    assert await host.anotify("window_fitted", window=None, context=CTX) == []
+    out = await host.aprocess_response(response=_response("hi"), request=REQUEST, context=CTX)
+    assert out.text == "hi (async) (sync)"
+    assert seen == ["async observer", "sync observer"]
+    assert await host.acall("window_fitted", window=None, context=CTX) == []
