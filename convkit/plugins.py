@@ -111,15 +111,13 @@ class _Manager(pluggy.PluginManager):
 #: The process-wide plugin manager.
 pm = _Manager()
 
-#: Each hook's argument names and whether it stops at the first answer.
+#: Each hook's argument names and whether it stops at the first answer, in the order the
+#: hooks are declared in :mod:`convkit.hookspecs`.
 _SPECS: dict[str, tuple[frozenset[str], bool]] = {}
-for _name in dir(pm.hook):
-    _caller = getattr(pm.hook, _name)
-    if isinstance(_caller, pluggy.HookCaller) and _caller.spec is not None:
-        _SPECS[_name] = (
-            frozenset(_caller.spec.argnames),
-            bool(_caller.spec.opts.get("firstresult")),
-        )
+for _name, _obj in vars(hookspecs).items():
+    if hasattr(_obj, f"{PROJECT}_spec"):
+        _spec = getattr(pm.hook, _name).spec
+        _SPECS[_name] = (frozenset(_spec.argnames), bool(_spec.opts.get("firstresult")))
 
 
 # --------------------------------------------------------------------------- loading
