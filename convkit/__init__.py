@@ -43,6 +43,7 @@ from convkit.errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    PluginError,
     RateLimitError,
     SchemaVersionError,
     StoreError,
@@ -54,6 +55,7 @@ from convkit.errors import (
     UnknownModelError,
     UnprocessableEntityError,
 )
+from convkit.hookspecs import hookimpl
 from convkit.messages import (
     AudioPart,
     ContentPart,
@@ -132,6 +134,7 @@ __all__ = [
     "ModelInfo",
     "NotFoundError",
     "PermissionDeniedError",
+    "PluginError",
     "RateLimitError",
     "RawPart",
     "ReadPlan",
@@ -159,6 +162,7 @@ __all__ = [
     "Window",
     "__version__",
     "count_tokens",
+    "hookimpl",
     "trim_messages",
 ]
 

@@ -9,6 +9,9 @@ Example::
     $ convkit demo
     $ convkit db upgrade --url postgresql+psycopg://app@db/chat
     $ convkit db current
+    $ convkit plugins
+
+Installed plugins add their own subcommands through the ``register_commands`` hook.
 """
 
 from __future__ import annotations
@@ -117,8 +120,63 @@ def _register_demo(subparsers: Subparsers) -> None:
     demo.set_defaults(handler=_demo)
 
 
+def _plugins(args: argparse.Namespace) -> int:
+    from convkit.plugins import plugin_info
+
+    infos = plugin_info()
+    if args.json:
+        import json
+
+        rows = [
+            {
+                "name": i.name,
+                "status": i.status,
+                "source": i.source,
+                "distribution": i.distribution,
+                "version": i.version,
+                "module": i.module,
+                "hooks": list(i.hooks),
+                "error": i.error,
+            }
+            for i in infos
+        ]
+        print(json.dumps(rows, indent=2))
+    elif not infos:
+        print("no plugins loaded")
+    for info in [] if args.json else infos:
+        origin = info.source
+        if info.distribution:
+            origin += f", {info.distribution} {info.version}"
+        if info.module:
+            origin += f", {info.module}"
+        if info.status == "loaded":
+            print(f"{info.name} ({origin})")
+            print(f"  hooks: {', '.join(info.hooks) or '(none)'}")
+        else:
+            print(f"{info.name} ({origin}): {info.status}: {info.error}")
+    return 1 if any(i.status == "failed" for i in infos) else 0
+
+
+def _register_plugins(subparsers: Subparsers) -> None:
+    plugins = subparsers.add_parser(
+        "plugins",
+        help="list the plugins: where each comes from, its version, the hooks it implements "
+        "(exit 1 if one failed to load)",
+    )
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.set_defaults(handler=_plugins)
+
+
 #: Functions that each add one subcommand (and its ``handler``) to the parser.
-COMMANDS: list[Callable[[Subparsers], None]] = [_register_db, _register_demo]
+COMMANDS: list[Callable[[Subparsers], None]] = [_register_db, _register_demo, _register_plugins]
+
+
+def _plugin_commands(subparsers: Subparsers) -> None:
+    """Let plugins add subcommands; one that fails is reported and the others still work."""
+    from convkit.plugins import PluginHost
+
+    for error in PluginHost().notify("register_commands", cli=subparsers):
+        print(f"convkit: warning: {error}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in COMMANDS:
         register(subparsers)
+    _plugin_commands(subparsers)
     return parser
 
 

@@ -10,6 +10,7 @@ The tree::
     ├── ContextOverflowError (ValueError)     even the minimal window does not fit the budget
     ├── ResponseFormatError (ValueError)      a server's body or chunk not shaped as the API says
     ├── SummarizationError                    a summarizer failed (reported, turn falls back)
+    ├── PluginError                           a plugin's hook raised or misbehaved: names both
     ├── StoreError                            persistence problems
     │   ├── StoreValueError (ValueError)      a value the store refuses; nothing written
     │   ├── ThreadNotFoundError (KeyError)
@@ -61,6 +62,7 @@ __all__ = [
     "InvalidRequestError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PluginError",
     "RateLimitError",
     "ResponseFormatError",
     "SchemaVersionError",
@@ -190,6 +192,48 @@ class ResponseFormatError(_FieldError, ValueError):
 
 class SummarizationError(ConvkitError):
     """The summarizer failed; the turn falls back to trimming and reports this error."""
+
+
+class PluginError(ConvkitError):
+    """A plugin's hook implementation (or the stream middleware it returned) failed.
+
+    The original exception is the ``__cause__`` as well as :attr:`cause`. Also raised when a
+    synchronous conversation meets an ``async`` hook implementation, which only the async
+    conversation can await.
+
+    Attributes:
+        plugin: the plugin's registered name.
+        hook: the hook's name (``"prepare_request"``, ``"wrap_stream"``, ...).
+        cause: the exception the plugin raised, or None when convkit refused the plugin's
+            result (an awaitable in a synchronous conversation, a wrapper that did not yield).
+    """
+
+    def __init__(
+        self,
+        plugin: str,
+        hook: str,
+        cause: BaseException | None = None,
+        *,
+        message: str | None = None,
+    ) -> None:
+        self.plugin = plugin
+        self.hook = hook
+        self.cause = cause
+        if message is None:
+            detail = f"{type(cause).__name__}: {cause}" if cause is not None else "failed"
+            message = f"plugin {plugin!r} failed in hook {hook!r}: {detail}"
+        super().__init__(message)
+        if cause is not None:
+            self.__cause__ = cause
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_plugin_error, (self.plugin, self.hook, self.cause, str(self)))
+
+
+def _rebuild_plugin_error(
+    plugin: str, hook: str, cause: BaseException | None, message: str
+) -> PluginError:
+    return PluginError(plugin, hook, cause, message=message)
 
 
 class StoreError(ConvkitError):

@@ -8,6 +8,9 @@
   millisecond backoff so retry tests stay fast.
 * ``async_chat_client`` — the :class:`~convkit.AsyncChatClient` twin; an async fixture, so the
   test must run under an async plugin (``@pytest.mark.anyio`` with anyio's plugin).
+* ``register_plugin`` — a factory registering a throwaway plugin (``register_plugin(obj,
+  name=...)``) for every conversation of one test; unregistered afterwards (see
+  :mod:`convkit.testing.plugins`).
 
 Example::
 
@@ -21,7 +24,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -31,7 +34,7 @@ from convkit.testing.server import FakeChatServer
 if TYPE_CHECKING:  # pragma: no cover
     from convkit.client import AsyncChatClient, ChatClient
 
-__all__ = ["FAKE_API_KEY", "async_chat_client", "chat_client", "chat_server"]
+__all__ = ["FAKE_API_KEY", "async_chat_client", "chat_client", "chat_server", "register_plugin"]
 
 #: The API key the client fixtures send (recognisable in assertions that it never leaks).
 FAKE_API_KEY = "sk-convkit-fake-key-0123456789"
@@ -84,3 +87,19 @@ def _client_options(server: FakeChatServer) -> dict[str, Any]:
         "backoff": Backoff(initial=0.001, maximum=0.01),
         "timeout": 10.0,
     }
+
+
+@pytest.fixture
+def register_plugin() -> Iterator[Callable[..., str]]:
+    """Register plugins for one test: ``register_plugin(obj, name=None) -> name``.
+
+    Every plugin registered through it is unregistered after the test. Plugins registered this
+    way are global: every conversation the test makes calls them.
+    """
+    from convkit.testing.plugins import PluginRegistrations
+
+    registrations = PluginRegistrations()
+    try:
+        yield registrations.register
+    finally:
+        registrations.close()
