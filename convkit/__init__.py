@@ -81,11 +81,16 @@ if TYPE_CHECKING:  # pragma: no cover - names resolved lazily at run time
         ChatStream,
         Timeouts,
     )
+    from convkit.conversation import AsyncConversation, Conversation
     from convkit.store import AsyncStore, Store, StoredMessage, Thread
+    from convkit.turn import Reply
 
 # Public names served from modules that are imported only when first asked for.
 _LAZY: dict[str, str] = {
     "AsyncChatClient": "convkit.client",
+    "AsyncConversation": "convkit.conversation",
+    "Conversation": "convkit.conversation",
+    "Reply": "convkit.turn",
     "AsyncChatStream": "convkit.client",
     "AsyncStore": "convkit.store",
     "Backoff": "convkit.client",
@@ -107,6 +112,7 @@ __all__ = [
     "APITimeoutError",
     "AsyncChatClient",
     "AsyncChatStream",
+    "AsyncConversation",
     "AsyncStore",
     "AudioPart",
     "AuthenticationError",
@@ -122,6 +128,7 @@ __all__ = [
     "ContextLengthExceededError",
     "ContextOverflowError",
     "ContextPolicy",
+    "Conversation",
     "ConvkitError",
     "EncodingUnavailableError",
     "FilePart",
@@ -138,6 +145,7 @@ __all__ = [
     "RateLimitError",
     "RawPart",
     "ReadPlan",
+    "Reply",
     "SchemaVersionError",
     "Store",
     "StoreError",

@@ -55,6 +55,8 @@ PUBLIC = {
     "ThreadNotFoundError", "APITimeoutError", "TransportError", "UnknownModelError",
     "UnprocessableEntityError",
     "__version__",
+    # conversations
+    "AsyncConversation", "Conversation", "Reply",
     # plugins
     "PluginError", "hookimpl",
 }  # fmt: skip

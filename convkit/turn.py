@@ -1,0 +1,1219 @@
+"""One conversation turn as a sans-IO generator of effects.
+
+:class:`TurnCore` decides everything a turn does — validating the new content, storing it,
+reading the window once with the policy's read plan, fitting, calling the hooks, sending,
+feeding the stream through middleware, storing the reply (or what arrived of it), running tool
+handlers, recovering from ``context_length_exceeded``, calibrating, summarizing after the reply
+— and performs none of it. It yields *effects* (below) and receives their results; the
+:class:`~convkit.Conversation` and :class:`~convkit.AsyncConversation` shells perform them
+with a :class:`~convkit.store.Store` / :class:`~convkit.store.AsyncStore`, a
+:class:`~convkit.ChatClient` / :class:`~convkit.AsyncChatClient` and the plugin host. Nothing
+is decided twice: the sync and async turns are the same code.
+
+Effects (each a small frozen value; the result is sent back, an exception thrown back):
+
+* :class:`StoreCall` — call a store method by name; result: its return value.
+* :class:`HookCall` — call a plugin hook with keyword arguments; result: see ``mode``.
+* :class:`Complete` — send a request, whole; result: the :class:`~convkit.chat.ChatResponse`.
+* :class:`OpenStream` / :class:`NextChunk` / :class:`CloseStream` — stream a request chunk by
+  chunk; ``NextChunk`` gives the next :class:`~convkit.chat.ChatChunk` or None at the end.
+* :class:`Emit` — hand a text delta to the caller (streaming turns only); result: None.
+* :class:`RunTool` — run a tool handler; result: its return value.
+* :class:`Summarize` — run a summarizer callable; result: its text.
+
+If the caller leaves a stream early (``break``, an exception, cancellation, Ctrl-C), the
+shell throws :class:`StreamAbandoned` in at the pending effect; the turn stores what arrived,
+marked ``incomplete``, and re-raises it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+from attrs import define, field, frozen
+
+from convkit._replay import chunks_from_response
+from convkit.chat import ChatChunk, ChatRequest, ChatResponse, StreamAccumulator, validate_params
+from convkit.context import (
+    ContextPolicy,
+    ReadPlan,
+    Summary,
+    SummaryRequest,
+    TrimOldest,
+    Window,
+)
+from convkit.context import (
+    Summarize as SummarizePolicy,
+)
+from convkit.errors import (
+    ContextLengthExceededError,
+    ContextOverflowError,
+    ConvkitError,
+    InvalidMessageError,
+    InvalidRequestError,
+    SummarizationError,
+    TransportError,
+)
+from convkit.hookspecs import CallContext, OutgoingRequest, RequestDraft
+from convkit.messages import Message, TextPart, ToolCall, Usage, as_message
+from convkit.tokens import TokenCounter
+
+__all__ = [
+    "Calibration",
+    "CalibrationEntry",
+    "CloseStream",
+    "Complete",
+    "Emit",
+    "HookCall",
+    "NextChunk",
+    "OpenStream",
+    "Reply",
+    "RunTool",
+    "StoreCall",
+    "StreamAbandoned",
+    "Summarize",
+    "TurnCore",
+    "WindowReport",
+]
+
+log = logging.getLogger("convkit.conversation")
+
+Purpose = Literal["turn", "summary", "tool_followup"]
+
+#: Where a conversation keeps its own data in a thread's metadata.
+META_KEY = "convkit"
+
+
+# --------------------------------------------------------------------------- effects
+
+
+@frozen
+class StoreCall:
+    """Call ``store.<method>(*args, **kwargs)``."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(factory=dict)
+
+
+@frozen
+class HookCall:
+    """Call the plugin hook ``name`` with keyword arguments, through the plugin host.
+
+    ``mode`` picks the host method: ``"all"`` (every non-None result), ``"first"`` (the first
+    non-None result, or None), ``"observe"`` (every implementation runs; a failing observer is
+    logged, never fails the turn: the data is already safe), ``"chain"`` (``process_response``:
+    each non-None result replaces the response), ``"middleware"`` (``wrap_stream``, nested into
+    a :class:`~convkit.plugins.StreamPipeline`).
+    """
+
+    name: str
+    kwargs: Mapping[str, Any]
+    mode: Literal["all", "first", "observe", "chain", "middleware"] = "all"
+
+
+@frozen
+class Complete:
+    """Send ``request`` and return the whole :class:`~convkit.chat.ChatResponse`."""
+
+    request: ChatRequest
+
+
+@frozen
+class OpenStream:
+    """Open a stream for ``request``; the result is an opaque handle."""
+
+    request: ChatRequest
+
+
+@frozen
+class NextChunk:
+    """The stream's next chunk, or None at its end."""
+
+    handle: Any
+
+
+@frozen
+class CloseStream:
+    """Close the stream (releases the connection; idempotent)."""
+
+    handle: Any
+
+
+@frozen
+class Emit:
+    """A text delta for the caller of a streaming turn."""
+
+    text: str
+
+
+@frozen
+class RunTool:
+    """Run ``handler(arguments)``; an async handler is awaited by the async shell."""
+
+    handler: Callable[[dict[str, Any]], Any]
+    arguments: dict[str, Any]
+
+
+@frozen
+class Summarize:
+    """Run ``summarizer(request)`` (sync or async) and return its text."""
+
+    summarizer: Callable[[SummaryRequest], Any]
+    request: SummaryRequest
+
+
+class StreamAbandoned(Exception):
+    """Thrown into a streaming turn when its caller left early; the turn stores what arrived."""
+
+
+# --------------------------------------------------------------------------- values
+
+
+@frozen(kw_only=True)
+class WindowReport:
+    """What a request held: enough for a chatbot UI to say "older messages were summarized".
+
+    Attributes:
+        prompt_tokens: the prompt tokens convkit counted for the request it sent.
+        reported_prompt_tokens: what the API reported (``usage.prompt_tokens``), or None.
+        budget: the prompt budget the window was fitted to (after calibration).
+        messages: how many messages the request carried (system prompt and summary included).
+        dropped: how many messages after the summary's coverage were left out.
+        first_seq: ``seq`` of the oldest history message sent (None if none).
+        summary_through: ``covers_through_seq`` of the summary the request carried, or None.
+        summarized: ``seq`` of the messages folded into a new summary by this turn (made after
+            the reply, for the next turn, unless the policy summarizes before sending).
+        truncated: the newest message's text was cut to fit.
+        exact: the count reproduces the API's (False: an estimate for an unknown model).
+        calibration: the factor budgets were divided by for this model (1.0: none).
+        summary_error: a summarization failure the turn recovered from, or None.
+        answered_by_plugin: a hook answered without calling the API.
+    """
+
+    prompt_tokens: int
+    reported_prompt_tokens: int | None
+    budget: int
+    messages: int
+    dropped: int
+    first_seq: int | None
+    summary_through: int | None
+    summarized: tuple[int, ...] = ()
+    truncated: bool = False
+    exact: bool = True
+    calibration: float = 1.0
+    summary_error: SummarizationError | None = None
+    answered_by_plugin: bool = False
+
+
+@frozen(kw_only=True)
+class Reply:
+    """The outcome of one turn.
+
+    Attributes:
+        message: the assistant message (as stored).
+        usage: the API's token usage for the final call of the turn, or None.
+        window: what the final request held (:class:`WindowReport`); None when a plugin
+            answered before anything was fitted.
+        incomplete: True when the reply was cut short (a broken or abandoned stream) and stored
+            as ``incomplete``.
+        seq: the stored reply's ``seq`` in the thread (None if nothing was stored).
+        finish_reason: why the model stopped (``"stop"``, ``"length"``, ``"tool_calls"``...).
+        tool_rounds: how many rounds of tool handlers ran before this reply.
+        thread_id: the thread the reply was stored in.
+    """
+
+    message: Message
+    usage: Usage | None
+    window: WindowReport | None
+    incomplete: bool = False
+    seq: int | None = None
+    finish_reason: str | None = None
+    tool_rounds: int = 0
+    thread_id: str = ""
+
+    @property
+    def text(self) -> str:
+        """The reply's text."""
+        return self.message.text
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """Tool calls the reply asks for and that no handler answered."""
+        return self.message.tool_calls or ()
+
+
+@frozen(kw_only=True)
+class CalibrationEntry:
+    """Predicted vs reported prompt tokens for one model and set of tools.
+
+    Attributes:
+        samples: how many calls were compared.
+        predicted: convkit's count for the last call.
+        reported: the API's ``usage.prompt_tokens`` for the last call.
+        worst_ratio: the largest reported/predicted ratio among the recent calls.
+        scale: the factor budgets are divided by (1.0 for models counted exactly; else the
+            worst recent ratio, bounded to [1.0, :data:`MAX_CALIBRATION`]).
+    """
+
+    samples: int
+    predicted: int
+    reported: int
+    worst_ratio: float
+    scale: float
+
+
+#: The largest factor calibration divides a budget by.
+MAX_CALIBRATION = 1.5
+_RECENT = 8
+
+
+@define
+class Calibration:
+    """Predicted vs reported prompt tokens, per model (and tools), across a conversation.
+
+    For models convkit counts exactly nothing is scaled; the figures only show how close the
+    count is. For models whose counts are estimates (another vendor's model behind a gateway),
+    every later budget is divided by the worst ratio of the last 8 calls, bounded to
+    [1.0, 1.5], so a model that tokenizes more densely than the estimate is not sent windows it
+    rejects.
+
+    Example::
+
+        conv.calibration.get("llama-3.1-70b")   # CalibrationEntry(samples=3, ..., scale=1.12)
+    """
+
+    _recent: dict[tuple[str, str], list[float]] = field(factory=dict)
+    _entries: dict[tuple[str, str], CalibrationEntry] = field(factory=dict)
+
+    def record(
+        self, model: str, tools_key: str, predicted: int, reported: int, *, exact: bool
+    ) -> CalibrationEntry:
+        """Record one call's figures; return the model's entry."""
+        key = (model, tools_key)
+        ratio = reported / predicted if predicted > 0 else 1.0
+        recent = self._recent.setdefault(key, [])
+        recent.append(ratio)
+        del recent[:-_RECENT]
+        worst = max(recent)
+        scale = 1.0 if exact else min(MAX_CALIBRATION, max(1.0, worst))
+        old = self._entries.get(key)
+        entry = CalibrationEntry(
+            samples=(old.samples if old else 0) + 1,
+            predicted=predicted,
+            reported=reported,
+            worst_ratio=worst,
+            scale=scale,
+        )
+        self._entries[key] = entry
+        return entry
+
+    def scale(self, model: str, tools_key: str) -> float:
+        """The factor to divide ``model``'s budget by (1.0 when nothing is known)."""
+        entry = self._entries.get((model, tools_key))
+        return 1.0 if entry is None else entry.scale
+
+    def get(self, model: str, tools_key: str = "") -> CalibrationEntry | None:
+        """The entry of ``model`` (with the tools whose key is ``tools_key``), or None."""
+        return self._entries.get((model, tools_key))
+
+    def __iter__(self) -> Any:
+        return iter(self._entries.items())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def as_dict(self) -> dict[str, CalibrationEntry]:
+        """Entries by model name (tools merged: the newest entry of each model)."""
+        return {model: entry for (model, _), entry in self._entries.items()}
+
+
+def tools_key(tools: Sequence[Mapping[str, Any]] | None) -> str:
+    """A short stable hash of tool definitions (calibration is kept per set of tools)."""
+    if not tools:
+        return ""
+    text = json.dumps(list(tools), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------- content
+
+
+def user_message(content: Any) -> Message:
+    """The user message for ``content``: text, a Message, a wire dict or content parts.
+
+    Raises:
+        InvalidMessageError: empty text, wrong types, an invalid dict (nothing is stored).
+    """
+    if isinstance(content, str):
+        if not content.strip():
+            raise InvalidMessageError("the message is empty", field="content")
+        return Message.user(content)
+    if isinstance(content, Message):
+        msg = content
+    elif isinstance(content, Mapping):
+        msg = as_message(content)
+    elif isinstance(content, (list, tuple)):
+        if not content:
+            raise InvalidMessageError("the message has no content parts", field="content")
+        msg = Message.user(list(content))
+    else:
+        raise InvalidMessageError(
+            f"content must be text, a Message, a dict or a list of parts, got "
+            f"{type(content).__name__}",
+            field="content",
+        )
+    if msg.role not in ("user", "system", "developer", "tool", "assistant"):
+        raise InvalidMessageError(f"unexpected role {msg.role!r}", field="role")
+    if isinstance(msg.content, str) and not msg.content.strip() and not msg.tool_calls:
+        raise InvalidMessageError("the message is empty", field="content")
+    return msg
+
+
+def _tool_content(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    try:
+        return json.dumps(content, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidMessageError(
+            f"a tool result must be text or JSON-serializable, got {type(content).__name__}",
+            field="content",
+        ) from exc
+
+
+_OVERFLOW_FIGURES = re.compile(r"(\d[\d,]*)\s*tokens", re.IGNORECASE)
+
+
+def _overshoot(err: ContextLengthExceededError) -> int | None:
+    """How many tokens over the limit the API says the prompt was, when it says so."""
+    numbers = [int(n.replace(",", "")) for n in _OVERFLOW_FIGURES.findall(str(err))]
+    if len(numbers) >= 2 and numbers[1] > numbers[0]:
+        return numbers[1] - numbers[0]
+    return None
+
+
+# --------------------------------------------------------------------------- the turn
+
+
+@define
+class _Call:
+    """What one completions call produced."""
+
+    response: ChatResponse
+    window: Window | None
+    predicted: int
+    budget: int
+    incomplete: bool = False
+    answered: bool = False
+
+
+class TurnCore:
+    """The state and decisions of a conversation, shared by the sync and async shells.
+
+    Each public generator method (:meth:`turn`, :meth:`regenerate`, :meth:`edit`,
+    :meth:`add_tool_result`, :meth:`history`) is driven by a shell that performs its effects.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        thread_id: str,
+        resume: bool,
+        system: str | None,
+        policy: ContextPolicy | None,
+        tools: Sequence[Mapping[str, Any]] | None,
+        tool_handlers: Mapping[str, Callable[[dict[str, Any]], Any]] | None,
+        params: Mapping[str, Any],
+        max_tool_rounds: int,
+        summarize_after_reply: bool,
+        plugin_settings: Mapping[str, Any] | None,
+        counter: TokenCounter | None = None,
+    ) -> None:
+        if not isinstance(model, str) or not model:
+            raise InvalidRequestError("model must be a non-empty string", param="model")
+        if system is not None and not isinstance(system, str):
+            raise InvalidRequestError("system must be text", param="system")
+        if isinstance(max_tool_rounds, bool) or not isinstance(max_tool_rounds, int):
+            raise InvalidRequestError(
+                "max_tool_rounds must be a whole number", param="max_tool_rounds"
+            )
+        if max_tool_rounds < 0:
+            raise InvalidRequestError("max_tool_rounds must be >= 0", param="max_tool_rounds")
+        if tool_handlers is not None:
+            for name, handler in tool_handlers.items():
+                if not callable(handler):
+                    raise InvalidRequestError(
+                        f"the handler of tool {name!r} is not callable", param="tool_handlers"
+                    )
+        checked = validate_params({**params, **({"tools": list(tools)} if tools else {})})
+        checked.pop("tools", None)
+        for reserved in ("model", "messages", "stream"):
+            if reserved in checked:
+                raise InvalidRequestError(
+                    f"{reserved!r} is set by the conversation, not a request parameter",
+                    param=reserved,
+                )
+        self.model = model
+        self.thread_id = thread_id
+        self._resume = resume
+        self._thread_ready = False
+        self.system = system
+        self._system_given = system is not None
+        self.counter = counter or TokenCounter(model)
+        self.policy: ContextPolicy = (
+            policy if policy is not None else TrimOldest(model, counter=self.counter)
+        )
+        self.tools = [dict(t) for t in tools] if tools else None
+        self.tool_handlers = dict(tool_handlers or {})
+        self.params = checked
+        self.max_tool_rounds = max_tool_rounds
+        self.summarize_after_reply = summarize_after_reply
+        self.plugin_settings = dict(plugin_settings or {})
+        self.plugin_state: dict[str, Any] = {}
+        self.calibration = Calibration()
+        self.store: Any = None
+        self.shell: Any = None
+
+    # ---- context
+
+    def context(self, purpose: Purpose, model: str | None = None) -> CallContext:
+        """The hook context of a call made for ``purpose``."""
+        return CallContext(
+            thread_id=self.thread_id,
+            model=model or self.model,
+            purpose=purpose,
+            store=self.store,
+            settings=self.plugin_settings,
+            state=self.plugin_state,
+            conversation=self.shell,
+        )
+
+    # ---- the thread
+
+    def ensure_thread(self) -> Generator[Any, Any, None]:
+        """Create the thread (new) or load its system prompt (resumed), once."""
+        if self._thread_ready:
+            return
+        meta: dict[str, Any] = {"model": self.model}
+        if self.system is not None:
+            meta["system"] = self.system
+        if not self._resume:
+            yield StoreCall(
+                "create_thread", (), {"thread_id": self.thread_id, "metadata": {META_KEY: meta}}
+            )
+        else:
+            thread = yield StoreCall("get_thread", (self.thread_id,))
+            stored = thread.metadata.get(META_KEY)
+            stored = dict(stored) if isinstance(stored, Mapping) else {}
+            if self._system_given and stored.get("system") != self.system:
+                yield from self._save_thread_meta(thread.metadata, {"system": self.system})
+            elif not self._system_given:
+                system = stored.get("system")
+                self.system = system if isinstance(system, str) else None
+        self._thread_ready = True
+
+    def _save_thread_meta(
+        self, metadata: Mapping[str, Any], changes: Mapping[str, Any]
+    ) -> Generator[Any, Any, None]:
+        own = metadata.get(META_KEY)
+        merged = {**(dict(own) if isinstance(own, Mapping) else {}), **changes}
+        yield StoreCall(
+            "update_thread", (self.thread_id,), {"metadata": {**metadata, META_KEY: merged}}
+        )
+
+    def set_system(self, system: str | None) -> Generator[Any, Any, None]:
+        """Change the system prompt (stored with the thread, so a resume keeps it)."""
+        if system is not None and not isinstance(system, str):
+            raise InvalidRequestError("system must be text", param="system")
+        yield from self.ensure_thread()
+        thread = yield StoreCall("get_thread", (self.thread_id,))
+        self.system = system
+        self._system_given = True
+        yield from self._save_thread_meta(thread.metadata, {"system": system})
+
+    # ---- public turns
+
+    def turn(
+        self, content: Any, params: Mapping[str, Any], *, stream: bool
+    ) -> Generator[Any, Any, Reply]:
+        """Store ``content`` (if any) as the user's message and answer it."""
+        message = None if content is None else user_message(content)
+        call_params = self._call_params(params)
+        yield from self.ensure_thread()
+        if message is not None:
+            yield StoreCall("append", (self.thread_id, message))
+        return (yield from self._respond(call_params, stream=stream))
+
+    def regenerate(self, params: Mapping[str, Any], *, stream: bool) -> Generator[Any, Any, Reply]:
+        """Answer the newest user message again, on a fork (the old answer stays reachable)."""
+        call_params = self._call_params(params)
+        yield from self.ensure_thread()
+        user_seq = yield from self._newest_user_seq()
+        if user_seq is None:
+            raise InvalidRequestError("the thread has no user message to answer again")
+        yield from self._move_to_fork(user_seq, {"regenerated_from": self.thread_id})
+        return (yield from self._respond(call_params, stream=stream))
+
+    def edit(
+        self, seq: Any, content: Any, params: Mapping[str, Any], *, stream: bool
+    ) -> Generator[Any, Any, Reply]:
+        """Fork before user message ``seq``, put ``content`` in its place, and answer it."""
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+            raise InvalidRequestError(f"seq must be a positive whole number, got {seq!r}")
+        message = user_message(content)
+        call_params = self._call_params(params)
+        yield from self.ensure_thread()
+        found = yield StoreCall("messages", (self.thread_id,), {"after_seq": seq - 1, "limit": 1})
+        if not found or found[0].seq != seq:
+            raise InvalidRequestError(f"the thread has no message {seq}")
+        if found[0].message.role != "user":
+            raise InvalidRequestError(
+                f"message {seq} is a {found[0].message.role} message; only user messages "
+                "can be edited"
+            )
+        yield from self._move_to_fork(seq - 1, {"edited_from": self.thread_id, "edited_seq": seq})
+        yield StoreCall("append", (self.thread_id, message))
+        return (yield from self._respond(call_params, stream=stream))
+
+    def add_tool_result(self, tool_call_id: Any, content: Any) -> Generator[Any, Any, Any]:
+        """Store the result of a pending tool call (checked against the thread first)."""
+        if not isinstance(tool_call_id, str) or not tool_call_id:
+            raise InvalidRequestError("tool_call_id must be a non-empty string")
+        text = _tool_content(content)
+        yield from self.ensure_thread()
+        pending = yield from self._pending_calls()
+        if tool_call_id not in pending:
+            known = ", ".join(sorted(pending)) or "none"
+            raise InvalidRequestError(
+                f"no pending tool call {tool_call_id!r} in this thread (pending: {known})"
+            )
+        stored = yield StoreCall(
+            "append", (self.thread_id, Message.tool(text, tool_call_id=tool_call_id))
+        )
+        return stored
+
+    def history(self, limit: int | None) -> Generator[Any, Any, Any]:
+        """The stored messages: the newest ``limit`` (None: all of them)."""
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise InvalidRequestError(f"limit must be a whole number >= 0 or None, got {limit!r}")
+        yield from self.ensure_thread()
+        if limit is None:
+            return (yield StoreCall("messages", (self.thread_id,)))
+        return (yield StoreCall("messages", (self.thread_id,), {"last": limit}))
+
+    # ---- helpers of the public turns
+
+    def _call_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        merged = validate_params({**self.params, **params})
+        for reserved in ("model", "messages", "stream", "tools"):
+            if reserved in params:
+                raise InvalidRequestError(
+                    f"{reserved!r} is set by the conversation, not a request parameter",
+                    param=reserved,
+                )
+        return merged
+
+    def _newest_user_seq(self) -> Generator[Any, Any, int | None]:
+        last = 16
+        while True:
+            rows = yield StoreCall("messages", (self.thread_id,), {"last": last})
+            for r in reversed(rows):
+                if r.message.role == "user":
+                    return int(r.seq)
+            if len(rows) < last:
+                return None
+            last *= 4
+
+    def _pending_calls(self) -> Generator[Any, Any, set[str]]:
+        rows = yield StoreCall("messages", (self.thread_id,), {"last": 64})
+        answered: set[str] = set()
+        for r in reversed(rows):
+            m = r.message
+            if m.role == "tool" and m.tool_call_id:
+                answered.add(m.tool_call_id)
+                continue
+            if m.role == "assistant" and m.tool_calls and r.status == "complete":
+                return {c.id for c in m.tool_calls} - answered
+            return set()
+        return set()
+
+    def _move_to_fork(self, at_seq: int, why: Mapping[str, Any]) -> Generator[Any, Any, None]:
+        thread = yield StoreCall("get_thread", (self.thread_id,))
+        own = thread.metadata.get(META_KEY)
+        meta = {
+            **thread.metadata,
+            META_KEY: {**(dict(own) if isinstance(own, Mapping) else {}), **why},
+        }
+        fork = yield StoreCall("fork", (self.thread_id, at_seq), {"metadata": meta})
+        self.thread_id = fork.id
+
+    # ---- answering
+
+    def _respond(self, params: dict[str, Any], *, stream: bool) -> Generator[Any, Any, Reply]:
+        rounds = 0
+        purpose: Purpose = "turn"
+        while True:
+            call, stored = yield from self._call_and_store(purpose, params, stream=stream)
+            message = call.response.message
+            calls = message.tool_calls or ()
+            runnable = (
+                bool(calls)
+                and not call.incomplete
+                and rounds < self.max_tool_rounds
+                and all(c.name in self.tool_handlers for c in calls)
+            )
+            if not runnable:
+                return self._reply(call, stored, rounds)
+            for c in calls:
+                result = yield from self._run_tool(c)
+                yield StoreCall("append", (self.thread_id, Message.tool(result, tool_call_id=c.id)))
+            rounds += 1
+            purpose = "tool_followup"
+
+    def _run_tool(self, call: ToolCall) -> Generator[Any, Any, str]:
+        try:
+            arguments = json.loads(call.arguments) if call.arguments.strip() else {}
+        except ValueError as exc:
+            return json.dumps({"error": f"the arguments are not valid JSON: {exc}"})
+        if not isinstance(arguments, dict):
+            return json.dumps({"error": "the arguments are not a JSON object"})
+        try:
+            result = yield RunTool(self.tool_handlers[call.name], arguments)
+        except Exception as exc:  # a failing handler is the model's to hear about
+            log.warning("tool handler %r raised %s: %s", call.name, type(exc).__name__, exc)
+            return json.dumps({"error": f"{type(exc).__name__}: {exc}"}, ensure_ascii=False)
+        try:
+            return _tool_content(result)
+        except InvalidMessageError as exc:
+            return json.dumps({"error": str(exc)})
+
+    def _reply(self, call: _Call, stored: Any, rounds: int) -> Reply:
+        window = call.window
+        report = None
+        if window is not None or call.answered:
+            report = self._report(call)
+        return Reply(
+            message=stored.message if stored is not None else call.response.message,
+            usage=call.response.usage,
+            window=report,
+            incomplete=call.incomplete,
+            seq=None if stored is None else stored.seq,
+            finish_reason=call.response.finish_reason,
+            tool_rounds=rounds,
+            thread_id=self.thread_id,
+        )
+
+    def _report(self, call: _Call) -> WindowReport:
+        w = call.window
+        usage = call.response.usage
+        reported = usage.prompt_tokens if usage is not None and not call.answered else None
+        if w is None:
+            return WindowReport(
+                prompt_tokens=0,
+                reported_prompt_tokens=None,
+                budget=call.budget,
+                messages=0,
+                dropped=0,
+                first_seq=None,
+                summary_through=None,
+                answered_by_plugin=True,
+            )
+        history = list(w.messages)
+        covered = w.summary.covers_through_seq if w.summary is not None else 0
+        prefix = sum(1 for m in history if m.role in ("system", "developer"))
+        sent_history = len(history) - prefix
+        newest = self._read_newest
+        dropped = max(0, newest - covered - sent_history) if newest else len(w.dropped)
+        return WindowReport(
+            prompt_tokens=call.predicted,
+            reported_prompt_tokens=reported,
+            budget=call.budget,
+            messages=len(history),
+            dropped=dropped,
+            first_seq=w.first_seq,
+            summary_through=covered or None,
+            summarized=self._summarized,
+            truncated=w.truncated,
+            exact=w.exact,
+            calibration=self._scale,
+            summary_error=self._summary_error if self._summary_error else w.error,
+            answered_by_plugin=call.answered,
+        )
+
+    _newest_seq = 0
+    _read_newest = 0
+    _summarized: tuple[int, ...] = ()
+    _summary_error: SummarizationError | None = None
+    _scale = 1.0
+
+    def _call_and_store(
+        self, purpose: Purpose, params: dict[str, Any], *, stream: bool
+    ) -> Generator[Any, Any, tuple[_Call, Any]]:
+        self._summarized, self._summary_error = (), None
+        call = yield from self._call(purpose, params, stream=stream)
+        response = call.response
+        stored = None
+        message: Message | None = response.message
+        if call.incomplete and message is not None:
+            message = _storable_partial(message)
+        if message is not None:
+            metadata: dict[str, Any] = {"model": response.model or self.model, "purpose": purpose}
+            if response.finish_reason is not None:
+                metadata["finish_reason"] = response.finish_reason
+            if call.answered:
+                metadata["answered_by_plugin"] = True
+            stored = yield StoreCall(
+                "append",
+                (self.thread_id, message),
+                {
+                    "status": "incomplete" if call.incomplete else "complete",
+                    "usage": response.usage,
+                    "metadata": metadata,
+                },
+            )
+            self._newest_seq = stored.seq
+            yield HookCall(
+                "turn_stored",
+                {"messages": [stored], "usage": response.usage, "context": self.context(purpose)},
+                mode="observe",
+            )
+        return call, stored
+
+    def _call(
+        self, purpose: Purpose, params: dict[str, Any], *, stream: bool
+    ) -> Generator[Any, Any, _Call]:
+        ctx = self.context(purpose)
+        draft = RequestDraft(
+            model=self.model,
+            system=[Message.system(self.system)] if self.system else [],
+            tools=[dict(t) for t in self.tools] if self.tools else None,
+            params=dict(params),
+            headers={},
+        )
+        answer = _check_answer(
+            (yield HookCall("prepare_request", {"draft": draft, "context": ctx}, mode="first")),
+            "prepare_request",
+        )
+        if answer is not None:
+            return (yield from self._answered(answer, draft, ctx, stream))
+        reply_tokens = _reply_tokens(draft.params)
+        summary = yield StoreCall("get_summary", (self.thread_id,))
+        key = tools_key(draft.tools)
+        self._scale = self.calibration.scale(draft.model, key)
+        tighten: int | None = None
+        for attempt in range(2):
+            budget = self._budget(reply_tokens, tighten)
+            plan = self.policy.read_plan(
+                system=draft.system, summary=summary, tools=draft.tools, reply_tokens=reply_tokens
+            )
+            plan = attrs.evolve(
+                plan, budget=max(0, plan.budget - (self._full_budget(reply_tokens) - budget))
+            )
+            rows = yield StoreCall("window", (self.thread_id, plan))
+            self._read_newest = rows[-1].seq if rows else 0
+            window = yield from self._fit(rows, draft, summary, reply_tokens, budget)
+            yield HookCall("window_fitted", {"window": window, "context": ctx}, mode="observe")
+            request, predicted, window, answer = yield from self._finalize(
+                window, rows, draft, summary, reply_tokens, budget, ctx, stream
+            )
+            if answer is not None:
+                call = yield from self._answered(answer, draft, ctx, stream)
+                call.window, call.predicted, call.budget = window, predicted, budget
+                return call
+            try:
+                response, incomplete = yield from self._send(request, ctx, stream)
+            except ContextLengthExceededError as exc:
+                yield HookCall(
+                    "request_failed",
+                    {"error": exc, "attempts": attempt + 1, "request": request, "context": ctx},
+                    mode="observe",
+                )
+                if attempt == 1:
+                    raise
+                over = _overshoot(exc)
+                # Tighten by what the API says was too much (plus a margin), or by 10%.
+                cut = (over + 16) if over is not None else max(1, predicted // 10)
+                tighten = max(1, predicted - cut)
+                log.info("context_length_exceeded: refitting to %d prompt tokens", tighten)
+                continue
+            except (TransportError, StreamAbandoned) as exc:
+                if not isinstance(exc, StreamAbandoned):
+                    yield HookCall(
+                        "request_failed",
+                        {"error": exc, "attempts": 1, "request": request, "context": ctx},
+                        mode="observe",
+                    )
+                raise
+            if response.usage is not None and response.usage.prompt_tokens:
+                self.calibration.record(
+                    draft.model, key, predicted, response.usage.prompt_tokens, exact=window.exact
+                )
+            call = _Call(response, window, predicted, budget, incomplete=incomplete)
+            if purpose != "summary":
+                yield from self._summarize_after(rows, draft, summary, reply_tokens, budget)
+            return call
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _full_budget(self, reply_tokens: int | None) -> int:
+        budget_of = getattr(self.policy, "budget", None)
+        if budget_of is None:
+            raise InvalidRequestError("the context policy has no budget() method")
+        return int(budget_of(reply_tokens))
+
+    def _budget(self, reply_tokens: int | None, tighten: int | None) -> int:
+        full = self._full_budget(reply_tokens)
+        budget = math.floor(full / self._scale) if self._scale > 1.0 else full
+        if tighten is not None:
+            budget = min(budget, tighten)
+        return max(1, budget)
+
+    def _policy_budget_kwargs(self, budget: int, reply_tokens: int | None) -> dict[str, Any]:
+        return {"reply_tokens": reply_tokens} if budget == self._full_budget(reply_tokens) else {}
+
+    def _fit(
+        self,
+        rows: Sequence[Any],
+        draft: Any,
+        summary: Summary | None,
+        reply_tokens: int | None,
+        budget: int,
+    ) -> Generator[Any, Any, Window]:
+        policy = self.policy
+        kwargs = {"system": draft.system, "summary": summary, "tools": draft.tools}
+        scaled = budget != self._full_budget(reply_tokens)
+        if scaled:
+            policy = _with_budget(policy, budget)
+        else:
+            kwargs["reply_tokens"] = reply_tokens
+        if isinstance(policy, SummarizePolicy) and self.summarize_after_reply:
+            steps = policy.trim_steps(rows, **kwargs)
+        else:
+            steps = policy.steps(rows, **kwargs)
+        window: Window = yield from self._answer_summaries(steps)
+        return window
+
+    def _answer_summaries(self, steps: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+        """Drive a policy's steps inside the turn, answering each summary request."""
+        try:
+            effect = next(steps)
+            while True:
+                try:
+                    text = yield from self._summary_text(effect)
+                except Exception as exc:
+                    effect = steps.throw(exc)
+                else:
+                    effect = steps.send(text)
+        except StopIteration as stop:
+            return stop.value
+
+    def _summary_text(self, request: SummaryRequest) -> Generator[Any, Any, str]:
+        ctx = self.context("summary", request.model or self.model)
+        summarizer = yield HookCall(
+            "summarizer", {"model": ctx.model, "context": ctx}, mode="first"
+        )
+        if summarizer is None:
+            summarizer = getattr(self.policy, "summarizer", None)
+        if summarizer is not None:
+            text = yield Summarize(summarizer, request)
+            return str(text) if not isinstance(text, str) else text
+        # The default: ask the conversation's own model (or the policy's summary_model).
+        model = request.model or self.model
+        outgoing_messages = request.as_messages()
+        outgoing = OutgoingRequest(
+            model=model,
+            messages=list(outgoing_messages),
+            tools=None,
+            params={"max_tokens": request.max_tokens},
+            headers={},
+        )
+        answer = _check_answer(
+            (
+                yield HookCall(
+                    "finalize_request", {"request": outgoing, "context": ctx}, mode="first"
+                )
+            ),
+            "finalize_request",
+        )
+        chat = ChatRequest(
+            model=outgoing.model, messages=outgoing.messages, params=dict(outgoing.params)
+        )
+        if answer is None:
+            try:
+                answer = yield Complete(chat)
+            except TransportError as exc:
+                yield HookCall(
+                    "request_failed",
+                    {"error": exc, "attempts": 1, "request": chat, "context": ctx},
+                    mode="observe",
+                )
+                raise
+        answer = yield from self._through_middleware(answer, chat, ctx)
+        answer = yield HookCall(
+            "process_response",
+            {"response": answer, "request": chat, "context": ctx},
+            mode="chain",
+        )
+        if not answer.text.strip():
+            raise SummarizationError("the summary call returned no text")
+        summary_text: str = answer.text
+        return summary_text
+
+    def _summarize_after(
+        self,
+        rows: Sequence[Any],
+        draft: Any,
+        summary: Summary | None,
+        reply_tokens: int | None,
+        budget: int,
+    ) -> Generator[Any, Any, None]:
+        policy = self.policy
+        if not (isinstance(policy, SummarizePolicy) and self.summarize_after_reply):
+            return
+        kwargs: dict[str, Any] = {"system": draft.system, "summary": summary, "tools": draft.tools}
+        if budget != self._full_budget(reply_tokens):
+            policy = _with_budget(policy, budget)
+        else:
+            kwargs["reply_tokens"] = reply_tokens
+        try:
+            new, error = yield from self._answer_summaries(policy.update_steps(rows, **kwargs))
+        except ConvkitError as exc:  # pragma: no cover - update_steps reports, not raises
+            new, error = None, SummarizationError(str(exc))
+        if error is not None:
+            self._summary_error = error
+        if new is None:
+            return
+        try:
+            stored = yield StoreCall("put_summary", (self.thread_id, new))
+        except ConvkitError as exc:
+            log.warning("the new summary could not be stored: %s", exc)
+            self._summary_error = SummarizationError(f"the new summary was not stored: {exc}")
+            return
+        previous = summary.covers_through_seq if summary is not None else 0
+        self._summarized = tuple(
+            r.seq for r in rows if previous < r.seq <= stored.covers_through_seq
+        )
+
+    def _finalize(
+        self,
+        window: Window,
+        rows: Sequence[Any],
+        draft: Any,
+        summary: Summary | None,
+        reply_tokens: int | None,
+        budget: int,
+        ctx: CallContext,
+        stream: bool,
+    ) -> Generator[Any, Any, tuple[ChatRequest, int, Window, ChatResponse | None]]:
+        for attempt in range(2):
+            outgoing = OutgoingRequest(
+                model=draft.model,
+                messages=list(window.messages),
+                tools=[dict(t) for t in draft.tools] if draft.tools else None,
+                params=dict(draft.params),
+                headers=dict(draft.headers),
+            )
+            answer = _check_answer(
+                (
+                    yield HookCall(
+                        "finalize_request", {"request": outgoing, "context": ctx}, mode="first"
+                    )
+                ),
+                "finalize_request",
+            )
+            messages = [as_message(m, i) for i, m in enumerate(outgoing.messages)]
+            changed = (
+                len(messages) != len(window.messages)
+                or any(a is not b for a, b in zip(messages, window.messages, strict=False))
+                or outgoing.tools != draft.tools
+            )
+            predicted = (
+                self.counter.count(messages, tools=outgoing.tools)
+                if changed
+                else window.prompt_tokens
+            )
+            params = dict(outgoing.params)
+            if outgoing.tools:
+                params["tools"] = outgoing.tools
+            if stream:
+                params["stream"] = True
+                options = dict(params.get("stream_options") or {})
+                options.setdefault("include_usage", True)
+                params["stream_options"] = options
+            request = ChatRequest(model=outgoing.model, messages=messages, params=params)
+            if predicted <= budget or answer is not None:
+                return request, predicted, window, answer
+            if attempt == 1:
+                raise ContextOverflowError(
+                    predicted,
+                    budget,
+                    "the finalize_request hooks made the request larger than the budget",
+                )
+            # A hook grew the request: refit with the growth taken out of the budget.
+            smaller = max(1, budget - (predicted - window.prompt_tokens))
+            window = yield from self._fit(rows, draft, summary, reply_tokens, smaller)
+            window = attrs.evolve(window, budget=budget)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _answered(
+        self, answer: ChatResponse, draft: Any, ctx: CallContext, stream: bool
+    ) -> Generator[Any, Any, _Call]:
+        request = ChatRequest(model=draft.model, messages=[Message.user("(answered by a plugin)")])
+        response = yield from self._through_middleware(answer, request, ctx, emit=stream)
+        response = yield HookCall(
+            "process_response",
+            {"response": response, "request": request, "context": ctx},
+            mode="chain",
+        )
+        return _Call(response, None, 0, 0, answered=True)
+
+    def _through_middleware(
+        self,
+        response: ChatResponse,
+        request: ChatRequest,
+        ctx: CallContext,
+        *,
+        emit: bool = False,
+    ) -> Generator[Any, Any, ChatResponse]:
+        """Replay a whole response through the stream middleware (and to the caller)."""
+        pipeline = yield HookCall(
+            "wrap_stream", {"request": request, "context": ctx}, mode="middleware"
+        )
+        if not len(pipeline) and not emit:
+            return response
+        for chunk in chunks_from_response(response):
+            for out in pipeline.feed(chunk):
+                if emit and out.text:
+                    yield Emit(out.text)
+        for out in pipeline.close():
+            if emit and out.text:
+                yield Emit(out.text)
+        if not len(pipeline):
+            return response
+        replayed: ChatResponse = pipeline.response()
+        return attrs.evolve(replayed, usage=response.usage or replayed.usage)
+
+    def _send(
+        self, request: ChatRequest, ctx: CallContext, stream: bool
+    ) -> Generator[Any, Any, tuple[ChatResponse, bool]]:
+        if not stream:
+            response = yield Complete(request)
+            response = yield from self._through_middleware(response, request, ctx)
+        else:
+            response, incomplete, error = yield from self._stream(request, ctx)
+            if error is not None:
+                raise error
+            if incomplete:  # pragma: no cover - errors are raised above
+                return response, True
+        response = yield HookCall(
+            "process_response",
+            {"response": response, "request": request, "context": ctx},
+            mode="chain",
+        )
+        return response, False
+
+    def _stream(
+        self, request: ChatRequest, ctx: CallContext
+    ) -> Generator[Any, Any, tuple[ChatResponse, bool, BaseException | None]]:
+        pipeline = yield HookCall(
+            "wrap_stream", {"request": request, "context": ctx}, mode="middleware"
+        )
+        # Without middleware the chunks are the output: accumulate them here; with middleware
+        # the pipeline accumulates its own output (what is stored is what the caller saw).
+        acc = StreamAccumulator() if not len(pipeline) else None
+        handle = yield OpenStream(request)
+        failure: BaseException | None = None
+        try:
+            while True:
+                chunk = yield NextChunk(handle)
+                if chunk is None:
+                    break
+                for out in pipeline.feed(chunk):
+                    if acc is not None:
+                        acc.feed(out)
+                    if out.text:
+                        yield Emit(out.text)
+            for out in pipeline.close():
+                if out.text:
+                    yield Emit(out.text)
+        except (TransportError, StreamAbandoned) as exc:
+            failure = exc
+            try:
+                pipeline.close()  # flush what middleware holds into the partial
+            except ConvkitError:
+                log.warning("stream middleware failed while flushing a broken stream")
+        # (on any other failure the shell closes the stream: it tracks every one it opened)
+        yield CloseStream(handle)
+        response = acc.response() if acc is not None else pipeline.response()
+        if failure is None:
+            return response, False, None
+        yield from self._store_partial(response, ctx)
+        if isinstance(failure, TransportError):
+            yield HookCall(
+                "request_failed",
+                {"error": failure, "attempts": 1, "request": request, "context": ctx},
+                mode="observe",
+            )
+        return response, True, failure
+
+    def _store_partial(self, response: ChatResponse, ctx: CallContext) -> Generator[Any, Any, None]:
+        message = _storable_partial(response.message)
+        if message is None:
+            return
+        metadata: dict[str, Any] = {"model": response.model or self.model, "purpose": ctx.purpose}
+        stored = yield StoreCall(
+            "append",
+            (self.thread_id, message),
+            {"status": "incomplete", "usage": response.usage, "metadata": metadata},
+        )
+        self._newest_seq = stored.seq
+        yield HookCall(
+            "turn_stored",
+            {"messages": [stored], "usage": response.usage, "context": ctx},
+            mode="observe",
+        )
+
+
+def _with_budget(policy: Any, budget: int) -> Any:
+    """A copy of ``policy`` fitted to ``budget`` (calibrated or tightened)."""
+    try:
+        return attrs.evolve(policy, max_prompt_tokens=budget, counter=policy.counter)
+    except (TypeError, ValueError, attrs.exceptions.NotAnAttrsClassError) as exc:
+        raise InvalidRequestError(
+            f"the context policy {type(policy).__name__} cannot be given a budget: {exc}"
+        ) from exc
+
+
+def _reply_tokens(params: Mapping[str, Any]) -> int | None:
+    value = params.get("max_completion_tokens", params.get("max_tokens"))
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _check_answer(answer: Any, hook: str) -> ChatResponse | None:
+    if answer is None or isinstance(answer, ChatResponse):
+        return answer
+    raise InvalidRequestError(
+        f"a {hook} hook returned {type(answer).__name__}; expected a ChatResponse or None"
+    )
+
+
+def _storable_partial(message: Message) -> Message | None:
+    """What of a cut-short reply can be stored (text kept; None when nothing arrived)."""
+    has_text = bool(message.text) or message.refusal is not None
+    if not has_text and not message.tool_calls:
+        return None
+    return message
+
+
+__all__ += ["META_KEY", "Purpose", "tools_key", "user_message"]
+_unused = (TextPart, ReadPlan, ChatChunk)
