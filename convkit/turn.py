@@ -815,7 +815,11 @@ class TurnCore:
         for attempt in range(2):
             budget = self._budget(reply_tokens, tighten)
             plan = self.policy.read_plan(
-                system=draft.system, summary=summary, tools=draft.tools, reply_tokens=reply_tokens
+                system=draft.system,
+                summary=summary,
+                tools=draft.tools,
+                reply_tokens=reply_tokens,
+                tool_choice=draft.params.get("tool_choice"),
             )
             plan = attrs.evolve(
                 plan, budget=max(0, plan.budget - (self._full_budget(reply_tokens) - budget))
@@ -890,7 +894,12 @@ class TurnCore:
         budget: int,
     ) -> Generator[Any, Any, Window]:
         policy = self.policy
-        kwargs = {"system": draft.system, "summary": summary, "tools": draft.tools}
+        kwargs = {
+            "system": draft.system,
+            "summary": summary,
+            "tools": draft.tools,
+            "tool_choice": draft.params.get("tool_choice"),
+        }
         scaled = budget != self._full_budget(reply_tokens)
         if scaled:
             policy = _with_budget(policy, budget)
@@ -980,7 +989,12 @@ class TurnCore:
         policy = self.policy
         if not (isinstance(policy, SummarizePolicy) and self.summarize_after_reply):
             return
-        kwargs: dict[str, Any] = {"system": draft.system, "summary": summary, "tools": draft.tools}
+        kwargs: dict[str, Any] = {
+            "system": draft.system,
+            "summary": summary,
+            "tools": draft.tools,
+            "tool_choice": draft.params.get("tool_choice"),
+        }
         if budget != self._full_budget(reply_tokens):
             policy = _with_budget(policy, budget)
         else:
@@ -1038,7 +1052,9 @@ class TurnCore:
                 or outgoing.tools != draft.tools
             )
             predicted = (
-                self.counter.count(messages, tools=outgoing.tools)
+                self.counter.count(
+                    messages, tools=outgoing.tools, tool_choice=outgoing.params.get("tool_choice")
+                )
                 if changed
                 else window.prompt_tokens
             )

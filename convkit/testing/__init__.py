@@ -20,6 +20,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from convkit.testing._guard import ContextWindowGuard
     from convkit.testing._replies import (
         RecordedRequest,
         Reply,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Where each public name lives: the reply DSL apart from the HTTP server.
 _HOME = {
+    "ContextWindowGuard": "convkit.testing._guard",
     "FakeChatServer": "convkit.testing.server",
     "RecordedRequest": "convkit.testing._replies",
     "Reply": "convkit.testing._replies",
@@ -42,6 +44,7 @@ _HOME = {
 }
 
 __all__ = [
+    "ContextWindowGuard",
     "FakeChatServer",
     "RecordedRequest",
     "Reply",
