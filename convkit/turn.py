@@ -1058,6 +1058,20 @@ class TurnCore:
                 if changed
                 else window.prompt_tokens
             )
+            if not window.exact:
+                # A model tiktoken does not know: a plugin may count it exactly; its figure is
+                # the one held against the budget.
+                counted = yield HookCall(
+                    "count_tokens",
+                    {"model": outgoing.model, "messages": messages, "tools": outgoing.tools},
+                    mode="first",
+                )
+                if counted is not None:
+                    if isinstance(counted, bool) or not isinstance(counted, int) or counted < 0:
+                        raise InvalidRequestError(
+                            f"a count_tokens hook returned {counted!r}; expected a whole number"
+                        )
+                    predicted = counted
             params = dict(outgoing.params)
             if outgoing.tools:
                 params["tools"] = outgoing.tools
@@ -1077,7 +1091,15 @@ class TurnCore:
                 )
             # A hook grew the request: refit with the growth taken out of the budget.
             smaller = max(1, budget - (predicted - window.prompt_tokens))
-            window = yield from self._fit(rows, draft, summary, reply_tokens, smaller)
+            try:
+                window = yield from self._fit(rows, draft, summary, reply_tokens, smaller)
+            except ContextOverflowError as exc:
+                raise ContextOverflowError(
+                    predicted,
+                    budget,
+                    "the finalize_request hooks made the request larger than the budget, "
+                    "and no smaller window leaves them room",
+                ) from exc
             window = attrs.evolve(window, budget=budget)
         raise AssertionError("unreachable")  # pragma: no cover
 
