@@ -1,57 +1,20 @@
-"""One conversation turn as a sans-IO generator of effects.
-
-:class:`TurnCore` decides everything a turn does — validating the new content, storing it,
-reading the window once with the policy's read plan, fitting, calling the hooks, sending,
-feeding the stream through middleware, storing the reply (or what arrived of it), running tool
-handlers, recovering from ``context_length_exceeded``, calibrating, summarizing after the reply
-— and performs none of it. It yields *effects* (below) and receives their results; the
-:class:`~convkit.Conversation` and :class:`~convkit.AsyncConversation` shells perform them
-with a :class:`~convkit.store.Store` / :class:`~convkit.store.AsyncStore`, a
-:class:`~convkit.ChatClient` / :class:`~convkit.AsyncChatClient` and the plugin host. Nothing
-is decided twice: the sync and async turns are the same code.
-
-Effects (each a small frozen value; the result is sent back, an exception thrown back):
-
-* :class:`StoreCall` — call a store method by name; result: its return value.
-* :class:`HookCall` — call a plugin hook with keyword arguments; result: see ``mode``.
-* :class:`Complete` — send a request, whole; result: the :class:`~convkit.chat.ChatResponse`.
-* :class:`OpenStream` / :class:`NextChunk` / :class:`CloseStream` — stream a request chunk by
-  chunk; ``NextChunk`` gives the next :class:`~convkit.chat.ChatChunk` or None at the end.
-* :class:`Emit` — hand a text delta to the caller (streaming turns only); result: None.
-* :class:`RunTool` — run a tool handler; result: its return value.
-* :class:`Summarize` — run a summarizer callable; result: its text.
-
-If the caller leaves a stream early (``break``, an exception, cancellation, Ctrl-C), the
-shell throws :class:`StreamAbandoned` in at the pending effect; the turn stores what arrived,
-marked ``incomplete``, and re-raises it.
-"""
+"""The turn's decisions: :class:`TurnCore`, a sans-IO generator per public operation."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import re
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
-from attrs import define, field, frozen
+from attrs import define
 
 from convkit._replay import chunks_from_response
-from convkit.chat import ChatChunk, ChatRequest, ChatResponse, StreamAccumulator, validate_params
-from convkit.context import (
-    ContextPolicy,
-    ReadPlan,
-    Summary,
-    SummaryRequest,
-    TrimOldest,
-    Window,
-)
-from convkit.context import (
-    Summarize as SummarizePolicy,
-)
+from convkit.chat import ChatRequest, ChatResponse, StreamAccumulator, validate_params
+from convkit.context import ContextPolicy, Summary, SummaryRequest, TrimOldest, Window
+from convkit.context import Summarize as SummarizePolicy
 from convkit.errors import (
     ContextLengthExceededError,
     ContextOverflowError,
@@ -62,26 +25,32 @@ from convkit.errors import (
     TransportError,
 )
 from convkit.hookspecs import CallContext, OutgoingRequest, RequestDraft
-from convkit.messages import Message, TextPart, ToolCall, Usage, as_message
+from convkit.messages import Message, ToolCall, as_message
 from convkit.tokens import TokenCounter
+from convkit.turn._content import (
+    _check_answer,
+    _overshoot,
+    _reply_tokens,
+    _storable_partial,
+    _tool_content,
+    _with_budget,
+    user_message,
+)
+from convkit.turn._effects import (
+    CloseStream,
+    Complete,
+    Emit,
+    HookCall,
+    NextChunk,
+    OpenStream,
+    RunTool,
+    StoreCall,
+    StreamAbandoned,
+    Summarize,
+)
+from convkit.turn._values import Calibration, Reply, WindowReport, tools_key
 
-__all__ = [
-    "Calibration",
-    "CalibrationEntry",
-    "CloseStream",
-    "Complete",
-    "Emit",
-    "HookCall",
-    "NextChunk",
-    "OpenStream",
-    "Reply",
-    "RunTool",
-    "StoreCall",
-    "StreamAbandoned",
-    "Summarize",
-    "TurnCore",
-    "WindowReport",
-]
+__all__ = ["META_KEY", "Purpose", "TurnCore"]
 
 log = logging.getLogger("convkit.conversation")
 
@@ -89,318 +58,6 @@ Purpose = Literal["turn", "summary", "tool_followup"]
 
 #: Where a conversation keeps its own data in a thread's metadata.
 META_KEY = "convkit"
-
-
-# --------------------------------------------------------------------------- effects
-
-
-@frozen
-class StoreCall:
-    """Call ``store.<method>(*args, **kwargs)``."""
-
-    method: str
-    args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = field(factory=dict)
-
-
-@frozen
-class HookCall:
-    """Call the plugin hook ``name`` with keyword arguments, through the plugin host.
-
-    ``mode`` picks the host method: ``"all"`` (every non-None result), ``"first"`` (the first
-    non-None result, or None), ``"observe"`` (every implementation runs; a failing observer is
-    logged, never fails the turn: the data is already safe), ``"chain"`` (``process_response``:
-    each non-None result replaces the response), ``"middleware"`` (``wrap_stream``, nested into
-    a :class:`~convkit.plugins.StreamPipeline`).
-    """
-
-    name: str
-    kwargs: Mapping[str, Any]
-    mode: Literal["all", "first", "observe", "chain", "middleware"] = "all"
-
-
-@frozen
-class Complete:
-    """Send ``request`` and return the whole :class:`~convkit.chat.ChatResponse`."""
-
-    request: ChatRequest
-
-
-@frozen
-class OpenStream:
-    """Open a stream for ``request``; the result is an opaque handle."""
-
-    request: ChatRequest
-
-
-@frozen
-class NextChunk:
-    """The stream's next chunk, or None at its end."""
-
-    handle: Any
-
-
-@frozen
-class CloseStream:
-    """Close the stream (releases the connection; idempotent)."""
-
-    handle: Any
-
-
-@frozen
-class Emit:
-    """A text delta for the caller of a streaming turn."""
-
-    text: str
-
-
-@frozen
-class RunTool:
-    """Run ``handler(arguments)``; an async handler is awaited by the async shell."""
-
-    handler: Callable[[dict[str, Any]], Any]
-    arguments: dict[str, Any]
-
-
-@frozen
-class Summarize:
-    """Run ``summarizer(request)`` (sync or async) and return its text."""
-
-    summarizer: Callable[[SummaryRequest], Any]
-    request: SummaryRequest
-
-
-class StreamAbandoned(Exception):
-    """Thrown into a streaming turn when its caller left early; the turn stores what arrived."""
-
-
-# --------------------------------------------------------------------------- values
-
-
-@frozen(kw_only=True)
-class WindowReport:
-    """What a request held: enough for a chatbot UI to say "older messages were summarized".
-
-    Attributes:
-        prompt_tokens: the prompt tokens convkit counted for the request it sent.
-        reported_prompt_tokens: what the API reported (``usage.prompt_tokens``), or None.
-        budget: the prompt budget the window was fitted to (after calibration).
-        messages: how many messages the request carried (system prompt and summary included).
-        dropped: how many messages after the summary's coverage were left out.
-        first_seq: ``seq`` of the oldest history message sent (None if none).
-        summary_through: ``covers_through_seq`` of the summary the request carried, or None.
-        summarized: ``seq`` of the messages folded into a new summary by this turn (made after
-            the reply, for the next turn, unless the policy summarizes before sending).
-        truncated: the newest message's text was cut to fit.
-        exact: the count reproduces the API's (False: an estimate for an unknown model).
-        calibration: the factor budgets were divided by for this model (1.0: none).
-        summary_error: a summarization failure the turn recovered from, or None.
-        answered_by_plugin: a hook answered without calling the API.
-    """
-
-    prompt_tokens: int
-    reported_prompt_tokens: int | None
-    budget: int
-    messages: int
-    dropped: int
-    first_seq: int | None
-    summary_through: int | None
-    summarized: tuple[int, ...] = ()
-    truncated: bool = False
-    exact: bool = True
-    calibration: float = 1.0
-    summary_error: SummarizationError | None = None
-    answered_by_plugin: bool = False
-
-
-@frozen(kw_only=True)
-class Reply:
-    """The outcome of one turn.
-
-    Attributes:
-        message: the assistant message (as stored).
-        usage: the API's token usage for the final call of the turn, or None.
-        window: what the final request held (:class:`WindowReport`); None when a plugin
-            answered before anything was fitted.
-        incomplete: True when the reply was cut short (a broken or abandoned stream) and stored
-            as ``incomplete``.
-        seq: the stored reply's ``seq`` in the thread (None if nothing was stored).
-        finish_reason: why the model stopped (``"stop"``, ``"length"``, ``"tool_calls"``...).
-        tool_rounds: how many rounds of tool handlers ran before this reply.
-        thread_id: the thread the reply was stored in.
-    """
-
-    message: Message
-    usage: Usage | None
-    window: WindowReport | None
-    incomplete: bool = False
-    seq: int | None = None
-    finish_reason: str | None = None
-    tool_rounds: int = 0
-    thread_id: str = ""
-
-    @property
-    def text(self) -> str:
-        """The reply's text."""
-        return self.message.text
-
-    @property
-    def tool_calls(self) -> tuple[ToolCall, ...]:
-        """Tool calls the reply asks for and that no handler answered."""
-        return self.message.tool_calls or ()
-
-
-@frozen(kw_only=True)
-class CalibrationEntry:
-    """Predicted vs reported prompt tokens for one model and set of tools.
-
-    Attributes:
-        samples: how many calls were compared.
-        predicted: convkit's count for the last call.
-        reported: the API's ``usage.prompt_tokens`` for the last call.
-        worst_ratio: the largest reported/predicted ratio among the recent calls.
-        scale: the factor budgets are divided by (1.0 for models counted exactly; else the
-            worst recent ratio, bounded to [1.0, :data:`MAX_CALIBRATION`]).
-    """
-
-    samples: int
-    predicted: int
-    reported: int
-    worst_ratio: float
-    scale: float
-
-
-#: The largest factor calibration divides a budget by.
-MAX_CALIBRATION = 1.5
-_RECENT = 8
-
-
-@define
-class Calibration:
-    """Predicted vs reported prompt tokens, per model (and tools), across a conversation.
-
-    For models convkit counts exactly nothing is scaled; the figures only show how close the
-    count is. For models whose counts are estimates (another vendor's model behind a gateway),
-    every later budget is divided by the worst ratio of the last 8 calls, bounded to
-    [1.0, 1.5], so a model that tokenizes more densely than the estimate is not sent windows it
-    rejects.
-
-    Example::
-
-        conv.calibration.get("llama-3.1-70b")   # CalibrationEntry(samples=3, ..., scale=1.12)
-    """
-
-    _recent: dict[tuple[str, str], list[float]] = field(factory=dict)
-    _entries: dict[tuple[str, str], CalibrationEntry] = field(factory=dict)
-
-    def record(
-        self, model: str, tools_key: str, predicted: int, reported: int, *, exact: bool
-    ) -> CalibrationEntry:
-        """Record one call's figures; return the model's entry."""
-        key = (model, tools_key)
-        ratio = reported / predicted if predicted > 0 else 1.0
-        recent = self._recent.setdefault(key, [])
-        recent.append(ratio)
-        del recent[:-_RECENT]
-        worst = max(recent)
-        scale = 1.0 if exact else min(MAX_CALIBRATION, max(1.0, worst))
-        old = self._entries.get(key)
-        entry = CalibrationEntry(
-            samples=(old.samples if old else 0) + 1,
-            predicted=predicted,
-            reported=reported,
-            worst_ratio=worst,
-            scale=scale,
-        )
-        self._entries[key] = entry
-        return entry
-
-    def scale(self, model: str, tools_key: str) -> float:
-        """The factor to divide ``model``'s budget by (1.0 when nothing is known)."""
-        entry = self._entries.get((model, tools_key))
-        return 1.0 if entry is None else entry.scale
-
-    def get(self, model: str, tools_key: str = "") -> CalibrationEntry | None:
-        """The entry of ``model`` (with the tools whose key is ``tools_key``), or None."""
-        return self._entries.get((model, tools_key))
-
-    def __iter__(self) -> Any:
-        return iter(self._entries.items())
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def as_dict(self) -> dict[str, CalibrationEntry]:
-        """Entries by model name (tools merged: the newest entry of each model)."""
-        return {model: entry for (model, _), entry in self._entries.items()}
-
-
-def tools_key(tools: Sequence[Mapping[str, Any]] | None) -> str:
-    """A short stable hash of tool definitions (calibration is kept per set of tools)."""
-    if not tools:
-        return ""
-    text = json.dumps(list(tools), sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-# --------------------------------------------------------------------------- content
-
-
-def user_message(content: Any) -> Message:
-    """The user message for ``content``: text, a Message, a wire dict or content parts.
-
-    Raises:
-        InvalidMessageError: empty text, wrong types, an invalid dict (nothing is stored).
-    """
-    if isinstance(content, str):
-        if not content.strip():
-            raise InvalidMessageError("the message is empty", field="content")
-        return Message.user(content)
-    if isinstance(content, Message):
-        msg = content
-    elif isinstance(content, Mapping):
-        msg = as_message(content)
-    elif isinstance(content, (list, tuple)):
-        if not content:
-            raise InvalidMessageError("the message has no content parts", field="content")
-        msg = Message.user(list(content))
-    else:
-        raise InvalidMessageError(
-            f"content must be text, a Message, a dict or a list of parts, got "
-            f"{type(content).__name__}",
-            field="content",
-        )
-    if msg.role not in ("user", "system", "developer", "tool", "assistant"):
-        raise InvalidMessageError(f"unexpected role {msg.role!r}", field="role")
-    if isinstance(msg.content, str) and not msg.content.strip() and not msg.tool_calls:
-        raise InvalidMessageError("the message is empty", field="content")
-    return msg
-
-
-def _tool_content(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    try:
-        return json.dumps(content, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidMessageError(
-            f"a tool result must be text or JSON-serializable, got {type(content).__name__}",
-            field="content",
-        ) from exc
-
-
-_OVERFLOW_FIGURES = re.compile(r"(\d[\d,]*)\s*tokens", re.IGNORECASE)
-
-
-def _overshoot(err: ContextLengthExceededError) -> int | None:
-    """How many tokens over the limit the API says the prompt was, when it says so."""
-    numbers = [int(n.replace(",", "")) for n in _OVERFLOW_FIGURES.findall(str(err))]
-    if len(numbers) >= 2 and numbers[1] > numbers[0]:
-        return numbers[1] - numbers[0]
-    return None
-
-
-# --------------------------------------------------------------------------- the turn
 
 
 @define
@@ -1220,38 +877,3 @@ class TurnCore:
             {"messages": [stored], "usage": response.usage, "context": ctx},
             mode="observe",
         )
-
-
-def _with_budget(policy: Any, budget: int) -> Any:
-    """A copy of ``policy`` fitted to ``budget`` (calibrated or tightened)."""
-    try:
-        return attrs.evolve(policy, max_prompt_tokens=budget, counter=policy.counter)
-    except (TypeError, ValueError, attrs.exceptions.NotAnAttrsClassError) as exc:
-        raise InvalidRequestError(
-            f"the context policy {type(policy).__name__} cannot be given a budget: {exc}"
-        ) from exc
-
-
-def _reply_tokens(params: Mapping[str, Any]) -> int | None:
-    value = params.get("max_completion_tokens", params.get("max_tokens"))
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _check_answer(answer: Any, hook: str) -> ChatResponse | None:
-    if answer is None or isinstance(answer, ChatResponse):
-        return answer
-    raise InvalidRequestError(
-        f"a {hook} hook returned {type(answer).__name__}; expected a ChatResponse or None"
-    )
-
-
-def _storable_partial(message: Message) -> Message | None:
-    """What of a cut-short reply can be stored (text kept; None when nothing arrived)."""
-    has_text = bool(message.text) or message.refusal is not None
-    if not has_text and not message.tool_calls:
-        return None
-    return message
-
-
-__all__ += ["META_KEY", "Purpose", "tools_key", "user_message"]
-_unused = (TextPart, ReadPlan, ChatChunk)
