@@ -107,6 +107,35 @@ class _Base:
         self._core.shell = self
         self._host = PluginHost(plugins)
 
+    def _attach(
+        self,
+        model: str,
+        store: Any,
+        store_cls: type,
+        client: Any,
+        client_cls: type,
+        *,
+        base_url: str | None,
+        api_key: str | None,
+    ) -> tuple[Any, Any]:
+        """Use the store and client given, or create (and own) them."""
+        if client is not None and not isinstance(client, client_cls):
+            raise InvalidRequestError(
+                f"client must be a {client_cls.__name__}, got {type(client).__name__}",
+                param="client",
+            )
+        if client is not None and (base_url is not None or api_key is not None):
+            raise InvalidRequestError("give either client= or base_url=/api_key=")
+        self._owns_store = not isinstance(store, store_cls)
+        if self._owns_store:
+            store = store_cls(store, model=model)
+        self._owns_client = client is None
+        if client is None:
+            client = client_cls(base_url=base_url, api_key=api_key)
+        self._core.store = store
+        self._streams: list[Any] = []
+        return store, client
+
     @property
     def model(self) -> str:
         """The model every turn is sent to."""
@@ -277,6 +306,9 @@ class Conversation(_Base):
         conv.close()
     """
 
+    _store: Store
+    _client: ChatClient
+
     def __init__(
         self,
         model: str,
@@ -312,29 +344,9 @@ class Conversation(_Base):
         from convkit.client import ChatClient
         from convkit.store import Store
 
-        if store is None or not isinstance(store, Store):
-            self._store: Store = Store(store, model=model)
-            self._owns_store = True
-        else:
-            self._store, self._owns_store = store, False
-        try:
-            if client is None:
-                self._client: ChatClient = ChatClient(base_url=base_url, api_key=api_key)
-                self._owns_client = True
-            elif isinstance(client, ChatClient):
-                if base_url is not None or api_key is not None:
-                    raise InvalidRequestError("give either client= or base_url=/api_key=")
-                self._client, self._owns_client = client, False
-            else:
-                raise InvalidRequestError(
-                    f"client must be a ChatClient, got {type(client).__name__}", param="client"
-                )
-        except BaseException:
-            if self._owns_store:
-                self._store.close()
-            raise
-        self._core.store = self._store
-        self._streams: list[Any] = []
+        self._store, self._client = self._attach(
+            model, store, Store, client, ChatClient, base_url=base_url, api_key=api_key
+        )
 
     @property
     def store(self) -> Store:
@@ -626,6 +638,9 @@ class AsyncConversation(_Base):
                 print(delta, end="")
     """
 
+    _store: AsyncStore
+    _client: AsyncChatClient
+
     def __init__(
         self,
         model: str,
@@ -661,24 +676,9 @@ class AsyncConversation(_Base):
         from convkit.client import AsyncChatClient
         from convkit.store import AsyncStore
 
-        if store is None or not isinstance(store, AsyncStore):
-            self._store: AsyncStore = AsyncStore(store, model=model)
-            self._owns_store = True
-        else:
-            self._store, self._owns_store = store, False
-        if client is None:
-            self._client: AsyncChatClient = AsyncChatClient(base_url=base_url, api_key=api_key)
-            self._owns_client = True
-        elif isinstance(client, AsyncChatClient):
-            if base_url is not None or api_key is not None:
-                raise InvalidRequestError("give either client= or base_url=/api_key=")
-            self._client, self._owns_client = client, False
-        else:
-            raise InvalidRequestError(
-                f"client must be an AsyncChatClient, got {type(client).__name__}", param="client"
-            )
-        self._core.store = self._store
-        self._streams: list[Any] = []
+        self._store, self._client = self._attach(
+            model, store, AsyncStore, client, AsyncChatClient, base_url=base_url, api_key=api_key
+        )
 
     @property
     def store(self) -> AsyncStore:

@@ -539,8 +539,20 @@ class TurnCore:
             budget = min(budget, tighten)
         return max(1, budget)
 
-    def _policy_budget_kwargs(self, budget: int, reply_tokens: int | None) -> dict[str, Any]:
-        return {"reply_tokens": reply_tokens} if budget == self._full_budget(reply_tokens) else {}
+    def _policy_for(
+        self, draft: Any, summary: Summary | None, reply_tokens: int | None, budget: int
+    ) -> tuple[Any, dict[str, Any]]:
+        """The policy fitted to ``budget`` and the keyword arguments of its steps."""
+        kwargs: dict[str, Any] = {
+            "system": draft.system,
+            "summary": summary,
+            "tools": draft.tools,
+            "tool_choice": draft.params.get("tool_choice"),
+        }
+        if budget != self._full_budget(reply_tokens):
+            return _with_budget(self.policy, budget), kwargs  # calibrated or tightened
+        kwargs["reply_tokens"] = reply_tokens
+        return self.policy, kwargs
 
     def _fit(
         self,
@@ -550,18 +562,7 @@ class TurnCore:
         reply_tokens: int | None,
         budget: int,
     ) -> Generator[Any, Any, Window]:
-        policy = self.policy
-        kwargs = {
-            "system": draft.system,
-            "summary": summary,
-            "tools": draft.tools,
-            "tool_choice": draft.params.get("tool_choice"),
-        }
-        scaled = budget != self._full_budget(reply_tokens)
-        if scaled:
-            policy = _with_budget(policy, budget)
-        else:
-            kwargs["reply_tokens"] = reply_tokens
+        policy, kwargs = self._policy_for(draft, summary, reply_tokens, budget)
         if isinstance(policy, SummarizePolicy) and self.summarize_after_reply:
             steps = policy.trim_steps(rows, **kwargs)
         else:
@@ -643,19 +644,9 @@ class TurnCore:
         reply_tokens: int | None,
         budget: int,
     ) -> Generator[Any, Any, None]:
-        policy = self.policy
-        if not (isinstance(policy, SummarizePolicy) and self.summarize_after_reply):
+        if not (isinstance(self.policy, SummarizePolicy) and self.summarize_after_reply):
             return
-        kwargs: dict[str, Any] = {
-            "system": draft.system,
-            "summary": summary,
-            "tools": draft.tools,
-            "tool_choice": draft.params.get("tool_choice"),
-        }
-        if budget != self._full_budget(reply_tokens):
-            policy = _with_budget(policy, budget)
-        else:
-            kwargs["reply_tokens"] = reply_tokens
+        policy, kwargs = self._policy_for(draft, summary, reply_tokens, budget)
         try:
             new, error = yield from self._answer_summaries(policy.update_steps(rows, **kwargs))
         except ConvkitError as exc:  # pragma: no cover - update_steps reports, not raises
