@@ -71,16 +71,16 @@ class History:
         Stops at the summary's coverage (``after_seq``); follows :class:`Tail`'s reading rule,
         the same a store's ``window()`` read uses.
         """
-        tail = Tail(room, recount=self._counter.count_message)
-        for i in range(len(self._items) - 1, -1, -1):
-            c = self.at(i)
-            if after_seq is not None and c.seq <= after_seq:
+        tail = Tail(room, recount=self._counter.count_message, after_seq=after_seq)
+        at = self.at
+        i = len(self._items) - 1
+        while i >= 0:
+            i -= tail.extend(at(k) for k in range(i, -1, -1))
+            if i < 0 or tail.floor_reached:
                 break
-            if tail.take(c):
-                continue
+            # the entry at i was refused: go on down to an older user message, if there is one
             if tail.needs_anchor and self._user_before(i, after_seq):
                 tail.anchor_exists()
-                tail.take(c)
                 continue
             break
         return tail.entries

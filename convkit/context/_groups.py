@@ -28,7 +28,7 @@ window of a given size, so that a store reads exactly those rows and no others.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import attrs
@@ -154,9 +154,13 @@ def units_of(
             left_out.append(c.seq)
             i += 1
             continue
+        if not m.tool_calls and "function_call" not in m.extra:
+            units.append(Unit((c,), c.tokens, m.role == "user"))  # the common case, inline
+            i += 1
+            continue
         keys = _call_keys(m)
         if not keys:
-            units.append(_unit([c]))
+            units.append(Unit((c,), c.tokens, m.role == "user"))
             i += 1
             continue
         j = i + 1
@@ -243,10 +247,15 @@ def select(
     else:
         while start < len(units) and units[start].entries[0].message.role in _NOT_A_START:
             start += 1
-    kept = tuple(e for u in units[start:] for e in u.entries)
-    dropped = [*left_out, *(e.seq for u in units[:start] for e in u.entries)]
-    tokens = prefix_tokens + sum(e.tokens for e in kept)
-    return Selection(kept, tuple(sorted(dropped)), tokens, truncated)
+    chosen = units[start:]
+    kept = tuple([e for u in chosen for e in u.entries])
+    if start:
+        left_out.extend([e.seq for u in units[:start] for e in u.entries])
+        left_out.sort()
+    elif len(left_out) > 1:
+        left_out.sort()
+    tokens = prefix_tokens + sum([u.tokens for u in chosen])
+    return Selection(kept, tuple(left_out), tokens, truncated)
 
 
 class Tail:
@@ -278,9 +287,18 @@ class Tail:
     """
 
     def __init__(
-        self, budget: int, *, include_incomplete: bool = True, recount: Recount | None = None
+        self,
+        budget: int,
+        *,
+        include_incomplete: bool = True,
+        recount: Recount | None = None,
+        after_seq: int | None = None,
     ) -> None:
         self.budget = budget
+        #: Entries with ``seq`` up to this are covered by a summary: reading stops there.
+        self.after_seq = after_seq
+        #: True once an entry at or below ``after_seq`` was reached.
+        self.floor_reached = False
         self.include_incomplete = include_incomplete
         self._recount = recount
         self._taken: list[Any] = []  # newest first
@@ -290,40 +308,74 @@ class Tail:
         self._anchor_ahead = False
         self.needs_anchor = False
 
-    def _is_anchor(self, entry: Any) -> bool:
-        return entry.message.role == "user" and (
-            self.include_incomplete or entry.status != "incomplete"
-        )
-
     def _cost(self, entry: Any) -> int:
         m = entry.message
-        if not self._results and not (m.tool_calls or "function_call" in m.extra):
+        results = self._results
+        calls = m.tool_calls
+        if not results and not calls and "function_call" not in m.extra:
             if entry.status == "incomplete" and not self.include_incomplete:
                 return 0
             return int(entry.tokens)
-        group = [entry, *reversed(self._results)]
+        if calls and results and entry.status != "incomplete" and len(results) == len(calls):
+            # The common case: every call answered once, directly after it.
+            ids = {c.id for c in calls}
+            answered = {r.message.tool_call_id for r in results if r.message.role == "tool"}
+            if answered == ids:
+                return int(entry.tokens) + sum(int(r.tokens) for r in results)
+        group = [entry, *reversed(results)]
         units, _ = units_of(group, self._recount, include_incomplete=self.include_incomplete)
         return sum(u.tokens for u in units)
 
     def take(self, entry: Any) -> bool:
         """Take the next older entry if it can matter; False when reading should stop."""
-        if entry.message.role in _RESULT_ROLES:
-            self._results.append(entry)
-            return True
-        cost = self._cost(entry)
-        anchor = self._is_anchor(entry)
-        over = self._used + cost > self.budget
-        if over and (self._seen_user or (not self._anchor_ahead and not anchor)):
-            self.needs_anchor = not self._seen_user
-            return False
-        self.needs_anchor = False
-        self._taken.extend(self._results)
-        self._taken.append(entry)
-        self._results = []
-        self._used += cost
-        if anchor:
-            self._seen_user = True
-        return True
+        return self.extend((entry,)) == 1
+
+    def extend(self, entries: Iterable[Any]) -> int:
+        """Take the next older entries in order; return how many were taken.
+
+        Stops at the first entry refused (see :attr:`needs_anchor`) or at or below
+        ``after_seq`` (:attr:`floor_reached`); entries after it are not looked at, so a lazy
+        iterable converts only what is read. One call per page of rows keeps reading cheap.
+        """
+        floor = self.after_seq
+        taken, results = self._taken, self._results
+        used, budget = self._used, self.budget
+        seen_user, ahead = self._seen_user, self._anchor_ahead
+        include_incomplete = self.include_incomplete
+        n = 0
+        for entry in entries:
+            if floor is not None and entry.seq <= floor:
+                self.floor_reached = True
+                break
+            m = entry.message
+            role = m.role
+            if role in _RESULT_ROLES:
+                results.append(entry)
+                n += 1
+                continue
+            if not results and not m.tool_calls and "function_call" not in m.extra:
+                cost = (
+                    0
+                    if entry.status == "incomplete" and not include_incomplete
+                    else int(entry.tokens)
+                )
+            else:
+                cost = self._cost(entry)
+            anchor = role == "user" and (include_incomplete or entry.status != "incomplete")
+            if used + cost > budget and (seen_user or (not ahead and not anchor)):
+                self.needs_anchor = not seen_user
+                break
+            self.needs_anchor = False
+            if results:
+                taken.extend(results)
+                results = self._results = []
+            taken.append(entry)
+            used += cost
+            if anchor:
+                seen_user = True
+            n += 1
+        self._used, self._seen_user = used, seen_user
+        return n
 
     def anchor_exists(self) -> None:
         """An older user message exists: every entry down to it belongs to the window."""
