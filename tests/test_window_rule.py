@@ -142,3 +142,21 @@ def test_select_is_idempotent_and_within_budget(
     assert_api_accepts(
         [e.message for e in first.kept], has_user=any(m["role"] == "user" for m in convo)
     )
+
+
+def test_the_window_says_when_its_count_is_an_estimate() -> None:
+    from convkit import TrimOldest
+    from convkit.messages import ToolCall
+
+    plain = [Message.user("hello"), Message.assistant("hi")]
+    assert TrimOldest(MODEL).fit(plain).exact
+    with_tools = [
+        Message.user("weather?"),
+        Message.assistant(tool_calls=[ToolCall(id="c1", name="weather", arguments="{}")]),
+        Message.tool("sunny", tool_call_id="c1"),
+    ]
+    assert not TrimOldest(MODEL).fit(with_tools).exact  # tool-call history is estimated
+    import convkit.models
+
+    convkit.models.register("convkit-test-estimated", context_window=8_000, max_output_tokens=500)
+    assert not TrimOldest("convkit-test-estimated").fit(plain).exact

@@ -182,8 +182,32 @@ def build_window(
         summarized=summarized,
         truncated=fit.truncated,
         error=error,
-        exact=counter.exact,
+        exact=_exact(counter, prefix, fit.kept, tools, tool_choice),
     )
+
+
+def _exact(
+    counter: TokenCounter,
+    prefix: Sequence[Message],
+    kept: Sequence[Any],
+    tools: Sequence[Mapping[str, Any]] | None,
+    tool_choice: Any,
+) -> bool:
+    """Whether the window's count reproduces the API's (else it is a high-side estimate).
+
+    Estimated: models convkit does not count exactly, tool definitions beyond the published
+    renderings, tool-call history, and content parts other than text (see docs/tokens.md).
+    """
+    if not counter.exact:
+        return False
+    if tools and not counter.measure_tools(tools, tool_choice).exact:
+        return False
+    for m in (*prefix, *(c.message for c in kept)):
+        if m.tool_calls or m.role in ("tool", "function"):
+            return False
+        if isinstance(m.content, tuple) and any(not isinstance(p, TextPart) for p in m.content):
+            return False
+    return True
 
 
 def _split_prefix(msgs: Sequence[Message]) -> int:
