@@ -45,7 +45,6 @@ __all__ = [
     "part_from_openai",
 ]
 
-Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 #: Every role the chat-completions API accepts (``function`` is the legacy tool role).
 ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 

@@ -8,11 +8,11 @@ from typing import Any, TypeVar, Union
 import attrs
 
 from convkit.context._budget import counting_key, prefix_tokens, prompt_budget, summary_tokens
-from convkit.context._groups import Tail, Unit, _unit, select
+from convkit.context._groups import Entry, Tail, Unit, _unit, select
 from convkit.context._values import Counted, Summary, Window
 from convkit.errors import SummarizationError
 from convkit.messages import Message, MessageLike, TextPart, as_message
-from convkit.tokens import TokenCounter, _counter_for
+from convkit.tokens import TokenCounter, counter_for
 
 __all__ = ["HistoryItem", "History", "build_window", "trim_messages"]
 
@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 #: What a policy accepts as history: :class:`Counted`, the store's stored messages (anything
 #: with ``message``, ``tokens`` and ``seq``), :class:`~convkit.Message` or an OpenAI dict.
-HistoryItem = Union[Counted, Message, Mapping[str, Any], Any]
+HistoryItem = Union[Counted, Entry, Message, Mapping[str, Any]]
 
 
 def _to_counted(it: Any, i: int, counter: TokenCounter, key: str) -> Counted:
@@ -256,7 +256,7 @@ def trim_messages(
 
         window = trim_messages(history, model="gpt-4o", max_prompt_tokens=8_000)
     """
-    counter = counter or _counter_for(model)
+    counter = counter or counter_for(model)
     items: list[Any] = list(messages)
     msgs = [as_message(m, i) for i, m in enumerate(items)]
     reply = max_completion_tokens if max_completion_tokens is not None else max_tokens
