@@ -27,9 +27,10 @@ filled in bulk first (convkit ``Store.append_many`` with precomputed counts; Lan
 ``add_messages``; Agents SDK ``add_items``), every size in the same database. Each turn adds
 two messages. Contenders take turns, round by round, so a noisy machine slows them alike;
 medians over ``--turns`` turns per cell after two warm-up turns. A cell stops once its turns
-(warm-up included) have taken ``--cap`` seconds, and is reported as capped. After every cell
-the body each contender last sent is counted with convkit's counter (outside the timing) to
-show what each one sent: messages and prompt tokens (over 8,000 means over budget).
+(warm-up included) have taken ``--cap`` seconds, and is reported as capped. Every body a
+contender sent in a timed turn is checked outside the timing: its prompt tokens by convkit's
+count (over 8,000 is over budget) and orphaned tool messages (a result without its call, or a
+call without its results: the API rejects such a request).
 
 Run from the repository root, in the benchmark environment::
 
@@ -497,14 +498,20 @@ class Databases:
 # --------------------------------------------------------------------------- running
 
 
-def sent(body: bytes) -> tuple[int, int]:
-    """(messages, prompt tokens by convkit's count) of a request body the server received."""
+def check(body: bytes) -> tuple[int, int, bool]:
+    """(messages, prompt tokens by convkit's count, orphaned tool messages?) of a request."""
     from convkit import count_tokens
 
-    if not body:
-        return 0, 0
-    messages = json.loads(body)["messages"]
-    return len(messages), count_tokens(messages, model=MODEL)
+    messages = json.loads(body)["messages"] if body else []
+    called: set[str] = set()
+    orphan = False
+    for m in messages:
+        if m.get("role") == "tool" and m.get("tool_call_id") not in called:
+            orphan = True  # a result without its call: the API rejects the request
+        called.update(c["id"] for c in m.get("tool_calls") or [])
+    answered = {m.get("tool_call_id") for m in messages if m.get("role") == "tool"}
+    orphan = orphan or bool(called - answered)
+    return len(messages), count_tokens(messages, model=MODEL) if messages else 0, orphan
 
 
 def bench_backend(
@@ -566,21 +573,24 @@ def bench_backend(
                         took = time.perf_counter() - t0
                         cell["spent"] += took
                         cell["times"].append(took)
-                        if name != "floor":
-                            cell["body"] = server.last_body()  # outside the timing
+                        if name != "floor":  # what it sent, checked outside the timing
+                            cell.setdefault("checks", []).append(check(server.last_body()))
             finally:
                 gc.enable()
                 gc.collect()
             server.reset()
             for name, cell in cells.items():
-                n_msgs, tokens = sent(cell.get("body", floor.body if name == "floor" else b""))
+                checks = cell.get("checks") or [check(floor.body if name == "floor" else b"")]
                 results[(name, size)] = {
                     "median": statistics.median(cell["times"]) if cell["times"] else None,
                     "turns": len(cell["times"]),
                     "capped": cell["capped"],
                     "spent": cell["spent"],
-                    "messages": n_msgs,
-                    "tokens": tokens,
+                    "messages": checks[-1][0],
+                    "tokens": max(c[1] for c in checks),
+                    "over": sum(c[1] > BUDGET for c in checks),
+                    "orphans": sum(c[2] for c in checks),
+                    "checked": len(checks) if "checks" in cell else 0,
                 }
                 med = results[(name, size)]["median"]
                 print(
@@ -623,6 +633,8 @@ def report(
                     vs,
                     f"{r['messages']:,}",
                     f"{r['tokens']:,}",
+                    "-" if not r["checked"] else f"{r['over']}/{r['checked']}",
+                    "-" if not r["checked"] else f"{r['orphans']}/{r['checked']}",
                 ]
             )
     header = [
@@ -633,7 +645,9 @@ def report(
         "minus floor (ms)",
         "vs convkit",
         "messages sent",
-        "prompt tokens sent",
+        "max prompt tokens",
+        "over budget",
+        "orphaned tools",
     ]
     out = [f"### {backend}", "", table(rows, header), ""]
     if "convkit" in names:
