@@ -93,9 +93,7 @@ def prepare_request(context: CallContext) -> None:
 
 
 @hookimpl(wrapper=True)
-def finalize_request(
-    request: OutgoingRequest, context: CallContext
-) -> Generator[None, Any, Any]:
+def finalize_request(request: OutgoingRequest, context: CallContext) -> Generator[None, Any, Any]:
     """Note whether the request goes to the API (no plugin answered it)."""
     answer = yield
     context.state_for(NAME)["sent"] = answer is None
@@ -310,7 +308,6 @@ def report(
     (a date or ``YYYY-MM-DD``) keeps that day and later.
     """
     from convkit.store import Store
-
     from convkit_usage._db import query_report
 
     day = since.isoformat() if isinstance(since, date) else since
@@ -320,9 +317,9 @@ def report(
 
 def migrate(url: Any = None) -> tuple[str | None, str | None]:
     """Create or upgrade the usage table ahead of time; return (revision before, after)."""
-    from convkit.store import WRITE, Store
-
+    from convkit.store import Store
+    from convkit_usage._db import WRITE_OPTIONS
     from convkit_usage._schema import upgrade_on
 
-    with Store(url) as store, store.engine.execution_options(**WRITE).begin() as conn:
+    with Store(url) as store, store.engine.execution_options(**WRITE_OPTIONS).begin() as conn:
         return upgrade_on(conn)

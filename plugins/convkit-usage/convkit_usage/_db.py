@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, case, func, insert, inspect, select
 
-from convkit.store import WRITE
+import convkit.store
 from convkit_usage._schema import TABLE_NAME, ensure_on, usage_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -16,9 +16,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from convkit_usage import CallRecord, UsageRow
 
-__all__ = ["query_report", "report_statement", "write_async", "write_sync"]
+__all__ = ["WRITE_OPTIONS", "query_report", "report_statement", "write_async", "write_sync"]
 
 _NANO = Decimal(1_000_000_000)
+
+#: The execution options of a convkit write transaction (on SQLite: ``BEGIN IMMEDIATE``, so a
+#: writer waits its turn instead of failing half-way). ``convkit.store`` has the value but does
+#: not list it among its public names yet; without it a plain transaction is used.
+WRITE_OPTIONS: dict[str, Any] = dict(getattr(convkit.store, "WRITE", {}))
 
 
 def _insert(conn: Connection, record: CallRecord) -> None:
@@ -28,13 +33,13 @@ def _insert(conn: Connection, record: CallRecord) -> None:
 
 def write_sync(engine: Engine, record: CallRecord) -> None:
     """Insert one row in its own write transaction (the table is created on first use)."""
-    with engine.execution_options(**WRITE).begin() as conn:
+    with engine.execution_options(**WRITE_OPTIONS).begin() as conn:
         _insert(conn, record)
 
 
 async def write_async(engine: AsyncEngine, record: CallRecord) -> None:
     """Async :func:`write_sync`."""
-    async with engine.execution_options(**WRITE).begin() as conn:
+    async with engine.execution_options(**WRITE_OPTIONS).begin() as conn:
         await conn.run_sync(_insert, record)
 
 

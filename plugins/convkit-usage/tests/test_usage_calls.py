@@ -10,16 +10,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import convkit_usage
 import pytest
+from convkit_usage._schema import usage_table
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import URL
 
-import convkit_usage
 from convkit import AsyncConversation, Conversation, Message, Summarize, hookimpl
 from convkit.chat import ChatResponse
 from convkit.store import AsyncStore, Store
 from convkit.testing import FakeChatServer, RecordedRequest, Reply
-from convkit_usage._schema import usage_table
 
 KEY = "sk-usage-test"
 
@@ -92,11 +92,15 @@ def test_a_turn_records_what_the_server_reported(
         reply = send(conv, "hi", streaming)
     [row] = rows(db_url)
     assert reply.usage is not None
-    assert figures(row) == {
-        "prompt_tokens": reply.usage.prompt_tokens,
-        "completion_tokens": reply.usage.completion_tokens,
-        "total_tokens": reply.usage.total_tokens,
-    } == {"prompt_tokens": 120, "completion_tokens": 7, "total_tokens": 127}
+    assert (
+        figures(row)
+        == {
+            "prompt_tokens": reply.usage.prompt_tokens,
+            "completion_tokens": reply.usage.completion_tokens,
+            "total_tokens": reply.usage.total_tokens,
+        }
+        == {"prompt_tokens": 120, "completion_tokens": 7, "total_tokens": 127}
+    )
     assert (row.cached_tokens, row.reasoning_tokens) == (64, 3)
     assert (row.thread_id, row.purpose, row.model, row.status) == (
         reply.thread_id,
@@ -104,7 +108,8 @@ def test_a_turn_records_what_the_server_reported(
         "gpt-5-mini",
         "complete",
     )
-    assert row.response_model == "gpt-5-mini" and row.response_id
+    assert row.response_model == "gpt-5-mini"
+    assert row.response_id
     created = row.created_at
     if created.tzinfo is not None:
         created = created.astimezone(timezone.utc)
@@ -121,7 +126,10 @@ async def test_an_async_turn_records_through_the_async_engine(
     server.enqueue(Reply.text("one", usage=usage(40, 2)), Reply.text("two", usage=usage(50, 3)))
     async with AsyncStore(db_url) as store:
         conv = AsyncConversation(
-            "gpt-5-nano", store=store, base_url=server.base_url, api_key=KEY,
+            "gpt-5-nano",
+            store=store,
+            base_url=server.base_url,
+            api_key=KEY,
             plugins=[convkit_usage],
         )
         async with conv:
@@ -136,8 +144,11 @@ async def test_an_async_turn_records_through_the_async_engine(
                     replies.append(await conv.send(text_))
     got = rows(db_url)
     assert [figures(r) for r in got] == [
-        {"prompt_tokens": r.usage.prompt_tokens, "completion_tokens": r.usage.completion_tokens,
-         "total_tokens": r.usage.total_tokens}
+        {
+            "prompt_tokens": r.usage.prompt_tokens,
+            "completion_tokens": r.usage.completion_tokens,
+            "total_tokens": r.usage.total_tokens,
+        }
         for r in replies
     ]
     assert [r.cost_nanousd for r in got] == [40 * 50 + 2 * 400, 50 * 50 + 3 * 400]
@@ -147,22 +158,28 @@ def test_tool_follow_ups_are_recorded_with_their_own_usage(
     server: FakeChatServer, db_url: URL, streaming: bool
 ) -> None:
     server.enqueue(
-        Reply.tool_calls([{"name": "weather", "arguments": {"city": "Oslo"}}],
-                         usage=usage(200, 12)),
+        Reply.tool_calls(
+            [{"name": "weather", "arguments": {"city": "Oslo"}}], usage=usage(200, 12)
+        ),
         Reply.text("It is sunny.", usage=usage(230, 5, cached=128)),
     )
     tools = [{"type": "function", "function": {"name": "weather", "parameters": {}}}]
-    with Store(db_url) as store, conversation(
-        server, store, tools=tools, tool_handlers={"weather": lambda args: "sunny"}
-    ) as conv:
+    with (
+        Store(db_url) as store,
+        conversation(
+            server, store, tools=tools, tool_handlers={"weather": lambda args: "sunny"}
+        ) as conv,
+    ):
         reply = send(conv, "weather in Oslo?", streaming)
     got = rows(db_url)
     assert [r.purpose for r in got] == ["turn", "tool_followup"]
     assert [figures(r) for r in got] == [
         {"prompt_tokens": 200, "completion_tokens": 12, "total_tokens": 212},
-        {"prompt_tokens": reply.usage.prompt_tokens,
-         "completion_tokens": reply.usage.completion_tokens,
-         "total_tokens": reply.usage.total_tokens},
+        {
+            "prompt_tokens": reply.usage.prompt_tokens,
+            "completion_tokens": reply.usage.completion_tokens,
+            "total_tokens": reply.usage.total_tokens,
+        },
     ]
     assert got[1].cached_tokens == 128
 
@@ -201,8 +218,9 @@ def test_summary_calls_are_recorded_with_the_usage_the_server_reported(
     assert [figures(r) for r in got] == [
         {k: f[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")} for f in sent
     ]
-    assert [r.cached_tokens for r in got] == [f["prompt_tokens_details"]["cached_tokens"]
-                                              for f in sent]
+    assert [r.cached_tokens for r in got] == [
+        f["prompt_tokens_details"]["cached_tokens"] for f in sent
+    ]
     purposes = [r.purpose for r in got]
     assert purposes.count("summary") >= 1
     assert purposes.count("turn") == 14
@@ -215,8 +233,13 @@ def test_summary_calls_are_recorded_with_the_usage_the_server_reported(
 class AnswersBeforeFitting:
     @hookimpl
     def prepare_request(self, draft: Any, context: Any) -> ChatResponse:
-        return ChatResponse(id="local", model="gpt-5-mini", created=0,
-                            message=Message.assistant("from a plugin"), finish_reason="stop")
+        return ChatResponse(
+            id="local",
+            model="gpt-5-mini",
+            created=0,
+            message=Message.assistant("from a plugin"),
+            finish_reason="stop",
+        )
 
 
 class AnswersAfterFitting:
@@ -224,9 +247,14 @@ class AnswersAfterFitting:
     def finalize_request(self, request: Any, context: Any) -> ChatResponse | None:
         if context.purpose != "turn":
             return None
-        return ChatResponse(id="cache", model="gpt-5-mini", created=0,
-                            message=Message.assistant("cached"), finish_reason="stop",
-                            usage=None)
+        return ChatResponse(
+            id="cache",
+            model="gpt-5-mini",
+            created=0,
+            message=Message.assistant("cached"),
+            finish_reason="stop",
+            usage=None,
+        )
 
 
 @pytest.mark.parametrize("plugin", [AnswersBeforeFitting, AnswersAfterFitting])
@@ -236,7 +264,7 @@ def test_a_call_a_plugin_answers_costs_nothing_and_is_not_recorded(
     server.enqueue(Reply.text("real", usage=usage(10, 1)))
     with Store(sqlite_url) as store:
         with conversation(server, store) as conv:
-            send(conv, "first", streaming)                   # sent: recorded
+            send(conv, "first", streaming)  # sent: recorded
         with conversation(server, store, plugins=[plugin()]) as conv:
             assert send(conv, "second", streaming).text in ("from a plugin", "cached")
     assert [figures(r) for r in rows(sqlite_url)] == [
@@ -245,9 +273,7 @@ def test_a_call_a_plugin_answers_costs_nothing_and_is_not_recorded(
     assert len(server.requests) == 1
 
 
-def test_a_broken_stream_is_recorded_as_incomplete(
-    server: FakeChatServer, sqlite_url: URL
-) -> None:
+def test_a_broken_stream_is_recorded_as_incomplete(server: FakeChatServer, sqlite_url: URL) -> None:
     server.enqueue(Reply.text("a long answer that breaks", drop_after_chunks=2))
     from convkit import TransportError
 
@@ -257,29 +283,32 @@ def test_a_broken_stream_is_recorded_as_incomplete(
             "".join(stream)
     [row] = rows(sqlite_url)
     assert (row.status, row.purpose, row.prompt_tokens, row.cost_nanousd) == (
-        "incomplete", "turn", None, None,
+        "incomplete",
+        "turn",
+        None,
+        None,
     )
 
 
 # ---- prices
 
 
-def test_an_unknown_model_is_recorded_with_no_cost(
-    server: FakeChatServer, sqlite_url: URL
-) -> None:
+def test_an_unknown_model_is_recorded_with_no_cost(server: FakeChatServer, sqlite_url: URL) -> None:
     server.enqueue(Reply.text("hi", usage=usage(10, 2), model="acme-70b"))
     with Store(sqlite_url) as store, conversation(server, store, model="acme-70b") as conv:
         conv.send("hi")
     [row] = rows(sqlite_url)
-    assert row.prompt_tokens == 10 and row.cost_nanousd is None
+    assert row.prompt_tokens == 10
+    assert row.cost_nanousd is None
 
 
 def test_a_dated_snapshot_is_not_priced_by_guess(server: FakeChatServer, sqlite_url: URL) -> None:
     # Asked for an unpriced snapshot name, answered by it: no prefix matching onto gpt-5-mini.
     server.enqueue(Reply.text("hi", usage=usage(10, 2), model="gpt-5-mini-2031-01-01"))
-    with Store(sqlite_url) as store, conversation(
-        server, store, model="gpt-5-mini-2031-01-01"
-    ) as conv:
+    with (
+        Store(sqlite_url) as store,
+        conversation(server, store, model="gpt-5-mini-2031-01-01") as conv,
+    ):
         conv.send("hi")
     assert rows(sqlite_url)[0].cost_nanousd is None
 
@@ -293,14 +322,13 @@ def test_prices_from_the_api_the_file_and_the_settings(
     server.enqueue(*[Reply.text("x", usage=usage(1000, 100), model="acme-70b")] * 3)
     with Store(sqlite_url) as store:
         with conversation(server, store, model="acme-70b") as conv:
-            conv.send("file price")                                   # 1000*1 + 100*2 = $0.0012
-        convkit_usage.set_prices({"acme-70b": {"input": "3", "cached_input": None,
-                                               "output": 4}})
+            conv.send("file price")  # 1000*1 + 100*2 = $0.0012
+        convkit_usage.set_prices({"acme-70b": {"input": "3", "cached_input": None, "output": 4}})
         with conversation(server, store, model="acme-70b") as conv:
-            conv.send("api price")                                     # 3000 + 400 = $0.0034
+            conv.send("api price")  # 3000 + 400 = $0.0034
         settings = {"usage": {"prices": {"acme-70b": {"input": 0.5, "output": 0.5}}}}
         with conversation(server, store, model="acme-70b", plugin_settings=settings) as conv:
-            conv.send("settings price")                                # 500 + 50 = $0.00055
+            conv.send("settings price")  # 500 + 50 = $0.00055
     assert [r.cost_nanousd for r in rows(sqlite_url)] == [1_200_000, 3_400_000, 550_000]
 
 
@@ -318,7 +346,8 @@ def test_every_builtin_price_names_its_source() -> None:
     for model, price in convkit_usage.BUILTIN_PRICES.items():
         assert price.source.startswith("https://developers.openai.com/api/docs/models/"), model
         assert "read 20" in price.source
-        assert price.input > 0 and price.output > 0
+        assert price.input > 0
+        assert price.output > 0
 
 
 # ---- the migration

@@ -9,7 +9,6 @@ independently in one database.
 from __future__ import annotations
 
 from alembic import context
-
 from convkit_usage._schema import VERSION_TABLE, metadata
 
 
