@@ -16,14 +16,14 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import convkit_usage
+from convkit_usage._db import WRITE_OPTIONS, query_report
+from convkit_usage._schema import ensure_on, usage_table
 from sqlalchemy import delete, insert
 
-import convkit_usage
 from convkit.hookspecs import CallContext
 from convkit.messages import Usage
 from convkit.store import Store, upgrade
-from convkit_usage._db import WRITE_OPTIONS, query_report
-from convkit_usage._schema import ensure_on, usage_table
 
 
 def rows(thread: str, n: int, start: datetime) -> list[dict[str, object]]:
