@@ -83,12 +83,29 @@ class _Base:
     ) -> None:
         if thread is not None and (not isinstance(thread, str) or not thread):
             raise InvalidRequestError("thread must be a thread id (text) or None", param="thread")
+        if tool_handlers is not None and not isinstance(tool_handlers, Mapping):
+            raise InvalidRequestError(
+                "tool_handlers must map tool names to callables", param="tool_handlers"
+            )
+        if plugin_settings is not None and not isinstance(plugin_settings, Mapping):
+            raise InvalidRequestError(
+                "plugin_settings must map plugin names to their settings", param="plugin_settings"
+            )
+        if isinstance(plugins, (str, bytes)) or not isinstance(plugins, Sequence):
+            raise InvalidRequestError("plugins must be a list of plugin objects", param="plugins")
         if policy is not None and not isinstance(policy, ContextPolicy):
             raise InvalidRequestError(
                 f"policy must be a ContextPolicy (TrimOldest, Summarize...), got "
                 f"{type(policy).__name__}",
                 param="policy",
             )
+        for plugin in plugins:
+            if not any(hasattr(getattr(plugin, n, None), "convkit_impl") for n in dir(plugin)):
+                raise InvalidRequestError(
+                    f"{plugin!r} implements no convkit hook (mark its functions with "
+                    "@convkit.hookimpl)",
+                    param="plugins",
+                )
         from convkit.plugins import PluginHost
 
         self._core = TurnCore(
@@ -128,12 +145,21 @@ class _Base:
             raise InvalidRequestError("give either client= or base_url=/api_key=")
         self._owns_store = not isinstance(store, store_cls)
         if self._owns_store:
+            from sqlalchemy.engine import URL
+
+            if store is not None and not isinstance(store, (str, URL)):
+                raise InvalidRequestError(
+                    f"store must be a {store_cls.__name__}, a database URL or None, got "
+                    f"{type(store).__name__}",
+                    param="store",
+                )
             store = store_cls(store, model=model)
         self._owns_client = client is None
         if client is None:
             client = client_cls(base_url=base_url, api_key=api_key)
         self._core.store = store
         self._streams: list[Any] = []
+        self._live: Any = None  # the reply stream a caller may have left open
         return store, client
 
     @property
@@ -205,11 +231,17 @@ class ReplyStream:
         deltas.reply.incomplete  # False when the stream ran to its end
     """
 
-    def __init__(self, run: Generator[str, None, Reply]) -> None:
+    def __init__(self, run: Generator[str, None, Reply], owner: Any = None) -> None:
         self._run = run
+        self._owner = owner
         self._reply: Reply | None = None
         self._parts: list[str] = []
         self._done = False
+
+    def _ended(self) -> None:
+        self._done = True
+        if self._owner is not None and getattr(self._owner, "_live", None) is self:
+            self._owner._live = None
 
     def __iter__(self) -> ReplyStream:
         return self
@@ -220,11 +252,11 @@ class ReplyStream:
         try:
             delta = next(self._run)
         except StopIteration as stop:
-            self._done = True
+            self._ended()
             self._reply = stop.value
             raise StopIteration from None
         except BaseException:
-            self._done = True
+            self._ended()
             raise
         self._parts.append(delta)
         return delta
@@ -243,7 +275,7 @@ class ReplyStream:
     def close(self) -> None:
         """Stop the stream; what arrived is stored as an incomplete reply."""
         if not self._done:
-            self._done = True
+            self._ended()
             self._run.close()
 
     @property
@@ -370,11 +402,26 @@ class Conversation(_Base):
         self.close()
 
     def close(self) -> None:
-        """Close the store and client this conversation created (not ones it was given)."""
+        """Close the store and client this conversation created (not ones it was given).
+
+        A stream still open is closed first (what arrived is stored as incomplete).
+        """
+        self._settle()
         if self._owns_client:
             self._client.close()
         if self._owns_store:
             self._store.close()
+
+    def _settle(self) -> None:
+        """Close a stream left open, so its partial reply is stored before anything else."""
+        live = getattr(self, "_live", None)
+        if live is not None:
+            live.close()
+        self._live = None
+
+    def _do(self, steps: Generator[Any, Any, Any]) -> Any:
+        self._settle()
+        return self._finish(self._run(steps))
 
     # ---- turns
 
@@ -390,19 +437,26 @@ class Conversation(_Base):
             ContextOverflowError: even the newest turn does not fit the budget.
             TransportError: the call failed (the user's message stays stored).
         """
-        reply: Reply = self._finish(self._run(self._core.turn(content, params, stream=False)))
+        reply: Reply = self._do(self._core.turn(content, params, stream=False))
         return reply
 
     def stream(self, content: Any = None, **params: Any) -> ReplyStream:
-        """Like :meth:`send`, streaming: iterate the result for text deltas, in order."""
-        return ReplyStream(self._run(self._core.turn(content, params, stream=True)))
+        """Like :meth:`send`, streaming: iterate the result for text deltas, in order.
+
+        The user's message is checked and stored now; the request is sent when the stream is
+        first iterated. Any later operation on the conversation closes a stream left open.
+        """
+        call_params = self._do(self._core.accept(content, params))
+        stream = ReplyStream(self._run(self._core.respond(call_params, stream=True)), self)
+        self._live = stream
+        return stream
 
     def regenerate(self, **params: Any) -> Reply:
         """Answer the newest user message again, on a fork of the thread.
 
         :attr:`thread_id` moves to the fork; the previous answer stays on the thread it was on.
         """
-        reply: Reply = self._finish(self._run(self._core.regenerate(params, stream=False)))
+        reply: Reply = self._do(self._core.regenerate(params, stream=False))
         return reply
 
     def edit(self, seq: int, content: Any, **params: Any) -> Reply:
@@ -410,7 +464,7 @@ class Conversation(_Base):
 
         :attr:`thread_id` moves to the fork; the original thread keeps its messages.
         """
-        reply: Reply = self._finish(self._run(self._core.edit(seq, content, params, stream=False)))
+        reply: Reply = self._do(self._core.edit(seq, content, params, stream=False))
         return reply
 
     def add_tool_result(self, tool_call_id: str, content: Any) -> StoredMessage:
@@ -419,19 +473,17 @@ class Conversation(_Base):
         Raises:
             InvalidRequestError: no pending call has that id (nothing is stored).
         """
-        result: StoredMessage = self._finish(
-            self._run(self._core.add_tool_result(tool_call_id, content))
-        )
+        result: StoredMessage = self._do(self._core.add_tool_result(tool_call_id, content))
         return result
 
     def history(self, limit: int | None = 50) -> list[StoredMessage]:
         """The newest ``limit`` stored messages, oldest first (None: the whole thread)."""
-        result: list[StoredMessage] = self._finish(self._run(self._core.history(limit)))
+        result: list[StoredMessage] = self._do(self._core.history(limit))
         return result
 
     def set_system(self, system: str | None) -> None:
         """Change the system prompt for later turns (stored with the thread)."""
-        self._finish(self._run(self._core.set_system(system)))
+        self._do(self._core.set_system(system))
 
     # ---- the driver
 
@@ -558,8 +610,9 @@ def _sync_result(value: Any, what: str) -> Any:
 class AsyncReplyStream:
     """The text deltas of a streamed async turn (``async for``); then :attr:`reply`.
 
+    The user's message is stored when the stream is first iterated, or closed unstarted.
     Leaving early (``break``, an exception, cancellation, ``aclose()``) stores what arrived as
-    an ``incomplete`` reply.
+    an ``incomplete`` reply; any later operation on the conversation closes a stream left open.
 
     Example::
 
@@ -569,11 +622,27 @@ class AsyncReplyStream:
         deltas.reply
     """
 
-    def __init__(self, run: AsyncIterator[str], holder: list[Any]) -> None:
-        self._run = run
-        self._holder = holder
+    def __init__(self, owner: AsyncConversation, content: Any, params: Mapping[str, Any]) -> None:
+        self._owner = owner
+        self._content = content
+        self._params = params
+        self._run: Any = None
+        self._holder: list[Any] = []
         self._parts: list[str] = []
+        self._started = False
         self._done = False
+
+    def _ended(self) -> None:
+        self._done = True
+        if self._owner._live is self:
+            self._owner._live = None
+
+    async def _start(self) -> None:
+        self._started = True
+        owner = self._owner
+        await owner._settle(keep=self)
+        call_params = await owner._finish(owner._core.accept(self._content, self._params))
+        self._run = owner._run(owner._core.respond(call_params, stream=True), self._holder)
 
     def __aiter__(self) -> AsyncReplyStream:
         return self
@@ -582,9 +651,11 @@ class AsyncReplyStream:
         if self._done:
             raise StopAsyncIteration
         try:
-            delta = await self._run.__anext__()
+            if not self._started:
+                await self._start()
+            delta: str = await self._run.__anext__()
         except BaseException:
-            self._done = True
+            self._ended()
             raise
         self._parts.append(delta)
         return delta
@@ -602,9 +673,15 @@ class AsyncReplyStream:
 
     async def aclose(self) -> None:
         """Stop the stream; what arrived is stored as an incomplete reply."""
-        if not self._done:
-            self._done = True
-            await self._run.aclose()  # type: ignore[attr-defined]
+        if self._done:
+            return
+        self._ended()
+        if not self._started:
+            self._started = True
+            owner = self._owner
+            await owner._finish(owner._core.accept(self._content, self._params))
+        elif self._run is not None:
+            await self._run.aclose()
 
     @property
     def text(self) -> str:
@@ -702,53 +779,70 @@ class AsyncConversation(_Base):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the store and client this conversation created (not ones it was given)."""
+        """Close the store and client this conversation created (not ones it was given).
+
+        A stream still open is closed first (what arrived is stored as incomplete).
+        """
+        await self._settle()
         if self._owns_client:
             await self._client.aclose()
         if self._owns_store:
             await self._store.aclose()
 
+    async def _settle(self, keep: Any = None) -> None:
+        """Close a stream left open, so its partial reply is stored before anything else."""
+        live = self._live
+        if live is not None and live is not keep:
+            self._live = None
+            await live.aclose()
+
     # ---- turns
 
     async def send(self, content: Any = None, **params: Any) -> Reply:
         """Do one turn (see :meth:`Conversation.send`)."""
-        reply: Reply = await self._finish(self._core.turn(content, params, stream=False))
+        reply: Reply = await self._do(self._core.turn(content, params, stream=False))
         return reply
 
     def stream(self, content: Any = None, **params: Any) -> AsyncReplyStream:
-        """Like :meth:`send`, streaming: ``async for`` the result for text deltas."""
-        holder: list[Any] = []
-        return AsyncReplyStream(
-            self._run(self._core.turn(content, params, stream=True), holder), holder
-        )
+        """Like :meth:`send`, streaming: ``async for`` the result for text deltas.
+
+        The content and parameters are checked now; the user's message is stored when the
+        stream is first iterated (or closed unstarted).
+        """
+        self._core.check(content, params)
+        stream = AsyncReplyStream(self, content, params)
+        self._live = stream
+        return stream
 
     async def regenerate(self, **params: Any) -> Reply:
         """Answer the newest user message again, on a fork (see :meth:`Conversation.regenerate`)."""
-        reply: Reply = await self._finish(self._core.regenerate(params, stream=False))
+        reply: Reply = await self._do(self._core.regenerate(params, stream=False))
         return reply
 
     async def edit(self, seq: int, content: Any, **params: Any) -> Reply:
         """Fork before user message ``seq``, answer ``content`` (as :meth:`Conversation.edit`)."""
-        reply: Reply = await self._finish(self._core.edit(seq, content, params, stream=False))
+        reply: Reply = await self._do(self._core.edit(seq, content, params, stream=False))
         return reply
 
     async def add_tool_result(self, tool_call_id: str, content: Any) -> StoredMessage:
         """Store the result of a pending tool call (see :meth:`Conversation.add_tool_result`)."""
-        stored: StoredMessage = await self._finish(
-            self._core.add_tool_result(tool_call_id, content)
-        )
+        stored: StoredMessage = await self._do(self._core.add_tool_result(tool_call_id, content))
         return stored
 
     async def history(self, limit: int | None = 50) -> list[StoredMessage]:
         """The newest ``limit`` stored messages, oldest first (None: the whole thread)."""
-        found: list[StoredMessage] = await self._finish(self._core.history(limit))
+        found: list[StoredMessage] = await self._do(self._core.history(limit))
         return found
 
     async def set_system(self, system: str | None) -> None:
         """Change the system prompt for later turns (stored with the thread)."""
-        await self._finish(self._core.set_system(system))
+        await self._do(self._core.set_system(system))
 
     # ---- the driver
+
+    async def _do(self, steps: Generator[Any, Any, Any]) -> Any:
+        await self._settle()
+        return await self._finish(steps)
 
     async def _finish(self, steps: Generator[Any, Any, Any]) -> Any:
         holder: list[Any] = []

@@ -31,6 +31,7 @@ def test_the_quickstart_runs(tmp_path: Path) -> None:
             "OPENAI_BASE_URL": server.base_url,
             "OPENAI_API_KEY": "sk-test-readme",
             "XDG_DATA_HOME": str(tmp_path),  # the embedded store's default file lands here
+            "CONVKIT_PLUGINS": "",  # the core's behaviour, whatever plugins are installed
         }
         env.pop("CONVKIT_DATABASE_URL", None)
         out = subprocess.run(

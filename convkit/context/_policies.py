@@ -306,9 +306,11 @@ class Summarize(_Policy):
         max_prompt_tokens: the budget (default: derived from the model).
         trigger: fraction of the budget that triggers summarizing (default 0.9).
         target: fraction of the budget to summarize down to (default 0.6).
-        max_summarizer_input_tokens: cap on one summarizer call's new messages; larger
+        max_summarizer_input_tokens: cap on one summarizer call's new messages (lowered to
+            what fits the summary model's context window beside the prompt and summaries); larger
             evictions are folded in several incremental calls.
-        max_summary_tokens: cap on the summary's length (longer answers are cut).
+        max_summary_tokens: cap on the summary's length (longer answers are cut; lowered to
+            the summary model's output limit).
         max_batches_per_turn: at most this many summarizer calls per turn. When a long thread
             first meets this policy, messages older than those batches can carry are left out
             without being summarized (the summary's ``covers_through_seq`` moves past them).
@@ -344,6 +346,29 @@ class Summarize(_Policy):
                 f"need 0 < target < trigger <= 1, got target={self.target}, trigger={self.trigger}"
             )
 
+    def _input_cap(self) -> int:
+        """New messages one summarizer call may take: the setting, or less for a small window.
+
+        The request also carries the instructions, the previous summary and room for the new
+        one, all within the summary model's context window.
+        """
+        info = (
+            self.counter.info
+            if self.summary_model is None
+            else TokenCounter(self.summary_model).info
+        )
+        room = info.context_window - 2 * self._summary_cap() - 256
+        return max(64, min(self.max_summarizer_input_tokens, room))
+
+    def _summary_cap(self) -> int:
+        """The summary's length: the setting, or the summary model's output limit if lower."""
+        info = (
+            self.counter.info
+            if self.summary_model is None
+            else TokenCounter(self.summary_model).info
+        )
+        return max(1, min(self.max_summary_tokens, info.max_output_tokens))
+
     def _summarize(self, request: SummaryRequest) -> Any:
         if self.summarizer is None:
             raise SummarizationError(
@@ -365,7 +390,7 @@ class Summarize(_Policy):
         room = self.budget(reply_tokens) - self._fixed(
             system, summary, tools, self.summary_role, tool_choice
         )
-        evict_cap = self.max_summarizer_input_tokens * self.max_batches_per_turn
+        evict_cap = self._input_cap() * self.max_batches_per_turn
         after = None if summary is None else summary.covers_through_seq
         return ReadPlan(budget=max(0, room) + evict_cap, after_seq=after)
 
@@ -392,14 +417,15 @@ class Summarize(_Policy):
         trigger_room = self.trigger * budget - fixed
         # What may stay after summarizing: target x budget, less the rewritten summary (capped).
         goal = self.target * budget - fixed + summary_cost
-        goal -= self.max_summary_tokens + counter.info.tokens_per_message + 16
+        goal -= self._summary_cap() + counter.info.tokens_per_message + 16
         acc = 0
         last_user: int | None = None
         keep_from: int | None = None
         triggered = False
         live_start = len(history)
         evict_tokens = 0
-        evict_cap = self.max_summarizer_input_tokens * self.max_batches_per_turn
+        input_cap = self._input_cap()
+        evict_cap = input_cap * self.max_batches_per_turn
         for i in range(len(history) - 1, -1, -1):
             c = history.at(i)
             if after is not None and c.seq <= after:
@@ -427,7 +453,7 @@ class Summarize(_Policy):
         size = 0
         for i in range(live_start, keep_from):
             c = history.at(i)
-            if batches[-1] and size + c.tokens > self.max_summarizer_input_tokens:
+            if batches[-1] and size + c.tokens > input_cap:
                 if len(batches) == self.max_batches_per_turn:
                     break
                 batches.append([])
@@ -442,7 +468,7 @@ class Summarize(_Policy):
             messages=tuple(c.message for c in batch),
             prompt=self.prompt,
             model=self.summary_model,
-            max_tokens=self.max_summary_tokens,
+            max_tokens=self._summary_cap(),
         )
 
     def _make_summary(self, text: Any, batch: list[Counted]) -> Summary:
@@ -450,8 +476,9 @@ class Summarize(_Policy):
             raise SummarizationError(f"the summarizer returned {type(text).__name__}, not text")
         enc = self.counter.encoding
         ids = enc.encode_ordinary(text)
-        if len(ids) > self.max_summary_tokens:
-            text = enc.decode(ids[: self.max_summary_tokens])
+        cap = self._summary_cap()
+        if len(ids) > cap:
+            text = enc.decode(ids[:cap])
         new = Summary(text=text, covers_through_seq=batch[-1].seq)
         return attrs.evolve(
             new,

@@ -40,9 +40,18 @@ def user_message(content: Any) -> Message:
             f"{type(content).__name__}",
             field="content",
         )
-    if msg.role not in ("user", "system", "developer", "tool", "assistant"):
-        raise InvalidMessageError(f"unexpected role {msg.role!r}", field="role")
-    if isinstance(msg.content, str) and not msg.content.strip() and not msg.tool_calls:
+    if msg.role != "user":
+        # The user's turn: assistant or tool messages would break the thread's pairing, and
+        # system prompts belong to the conversation (``system=``, ``set_system``).
+        hint = {
+            "tool": "use add_tool_result() for tool results",
+            "system": "use set_system() for the system prompt",
+            "developer": "use set_system() for the system prompt",
+        }.get(msg.role, "only the user's messages are sent this way")
+        raise InvalidMessageError(
+            f"a {msg.role} message cannot be a user turn; {hint}", field="role"
+        )
+    if isinstance(msg.content, str) and not msg.content.strip():
         raise InvalidMessageError("the message is empty", field="content")
     return msg
 

@@ -13,7 +13,14 @@ from attrs import define
 
 from convkit._replay import chunks_from_response
 from convkit.chat import ChatRequest, ChatResponse, StreamAccumulator, validate_params
-from convkit.context import ContextPolicy, Summary, SummaryRequest, TrimOldest, Window
+from convkit.context import (
+    ContextPolicy,
+    Summary,
+    SummaryRequest,
+    TrimOldest,
+    Window,
+    prompt_budget,
+)
 from convkit.context import Summarize as SummarizePolicy
 from convkit.errors import (
     ContextLengthExceededError,
@@ -21,12 +28,13 @@ from convkit.errors import (
     ConvkitError,
     InvalidMessageError,
     InvalidRequestError,
+    PluginError,
     SummarizationError,
     TransportError,
 )
 from convkit.hookspecs import CallContext, OutgoingRequest, RequestDraft
 from convkit.messages import Message, ToolCall, as_message
-from convkit.tokens import TokenCounter
+from convkit.tokens import TokenCounter, counter_for
 from convkit.turn._content import (
     _check_answer,
     _overshoot,
@@ -70,6 +78,8 @@ class _Call:
     budget: int
     incomplete: bool = False
     answered: bool = False
+    #: What summarizing after the reply needs: (rows, draft, summary, reply_tokens, budget).
+    after: tuple[Any, ...] | None = None
 
 
 class TurnCore:
@@ -139,8 +149,17 @@ class TurnCore:
         self.calibration = Calibration()
         self.store: Any = None
         self.shell: Any = None
+        self.plugin_errors = []
 
     # ---- context
+
+    #: Observer failures of the current turn (each already logged), put on the reply.
+    plugin_errors: list[Any]
+
+    def _observe(self, hook: str, kwargs: dict[str, Any]) -> Generator[Any, Any, None]:
+        errors = yield HookCall(hook, kwargs, mode="observe")
+        if errors:
+            self.plugin_errors.extend(errors)
 
     def context(self, purpose: Purpose, model: str | None = None) -> CallContext:
         """The hook context of a call made for ``purpose``."""
@@ -203,12 +222,37 @@ class TurnCore:
         self, content: Any, params: Mapping[str, Any], *, stream: bool
     ) -> Generator[Any, Any, Reply]:
         """Store ``content`` (if any) as the user's message and answer it."""
+        call_params = yield from self.accept(content, params)
+        return (yield from self.respond(call_params, stream=stream))
+
+    def check(
+        self, content: Any, params: Mapping[str, Any]
+    ) -> tuple[Message | None, dict[str, Any]]:
+        """Check a turn's content and parameters (no I/O): raises before anything is stored."""
         message = None if content is None else user_message(content)
         call_params = self._call_params(params)
+        self._full_budget(_reply_tokens(call_params))  # a reply reserve that leaves no room
+        return message, call_params
+
+    def accept(
+        self, content: Any, params: Mapping[str, Any]
+    ) -> Generator[Any, Any, dict[str, Any]]:
+        """The first half of a turn: check, then store the user's message (or check there is
+        something to answer). Returns the turn's request parameters."""
+        message, call_params = self.check(content, params)
         yield from self.ensure_thread()
         if message is not None:
             yield StoreCall("append", (self.thread_id, message))
-        return (yield from self._respond(call_params, stream=stream))
+        else:
+            newest = yield StoreCall("messages", (self.thread_id,), {"last": 1})
+            if not newest:
+                raise InvalidRequestError("the thread has no message to answer yet")
+        return call_params
+
+    def respond(self, params: dict[str, Any], *, stream: bool) -> Generator[Any, Any, Reply]:
+        """The second half of a turn: answer the thread as it stands."""
+        self.plugin_errors = []
+        return (yield from self._respond(params, stream=stream))
 
     def regenerate(self, params: Mapping[str, Any], *, stream: bool) -> Generator[Any, Any, Reply]:
         """Answer the newest user message again, on a fork (the old answer stays reachable)."""
@@ -332,9 +376,20 @@ class TurnCore:
             )
             if not runnable:
                 return self._reply(call, stored, rounds)
+            results = []
             for c in calls:
                 result = yield from self._run_tool(c)
-                yield StoreCall("append", (self.thread_id, Message.tool(result, tool_call_id=c.id)))
+                results.append(
+                    (
+                        yield StoreCall(
+                            "append", (self.thread_id, Message.tool(result, tool_call_id=c.id))
+                        )
+                    )
+                )
+            yield from self._observe(
+                "turn_stored",
+                {"messages": results, "usage": None, "context": self.context("tool_followup")},
+            )
             rounds += 1
             purpose = "tool_followup"
 
@@ -369,6 +424,7 @@ class TurnCore:
             finish_reason=call.response.finish_reason,
             tool_rounds=rounds,
             thread_id=self.thread_id,
+            plugin_errors=tuple(self.plugin_errors),
         )
 
     def _report(self, call: _Call) -> WindowReport:
@@ -440,11 +496,13 @@ class TurnCore:
                 },
             )
             self._newest_seq = stored.seq
-            yield HookCall(
+            yield from self._observe(
                 "turn_stored",
                 {"messages": [stored], "usage": response.usage, "context": self.context(purpose)},
-                mode="observe",
             )
+        if call.after is not None:
+            # The reply is safe: now fold old turns into the summary, for the next turn.
+            yield from self._summarize_after(*call.after)
         return call, stored
 
     def _call(
@@ -471,6 +529,8 @@ class TurnCore:
         tighten: int | None = None
         for attempt in range(2):
             budget = self._budget(reply_tokens, tighten)
+            if draft.model != self.model:  # prepare_request sent the call to another model
+                budget = min(budget, self._model_budget(draft.model, reply_tokens))
             plan = self.policy.read_plan(
                 system=draft.system,
                 summary=summary,
@@ -484,7 +544,7 @@ class TurnCore:
             rows = yield StoreCall("window", (self.thread_id, plan))
             self._read_newest = rows[-1].seq if rows else 0
             window = yield from self._fit(rows, draft, summary, reply_tokens, budget)
-            yield HookCall("window_fitted", {"window": window, "context": ctx}, mode="observe")
+            yield from self._observe("window_fitted", {"window": window, "context": ctx})
             request, predicted, window, answer = yield from self._finalize(
                 window, rows, draft, summary, reply_tokens, budget, ctx, stream
             )
@@ -495,10 +555,9 @@ class TurnCore:
             try:
                 response, incomplete = yield from self._send(request, ctx, stream)
             except ContextLengthExceededError as exc:
-                yield HookCall(
+                yield from self._observe(
                     "request_failed",
                     {"error": exc, "attempts": attempt + 1, "request": request, "context": ctx},
-                    mode="observe",
                 )
                 if attempt == 1:
                     raise
@@ -508,13 +567,11 @@ class TurnCore:
                 tighten = max(1, predicted - cut)
                 log.info("context_length_exceeded: refitting to %d prompt tokens", tighten)
                 continue
-            except (TransportError, StreamAbandoned) as exc:
-                if not isinstance(exc, StreamAbandoned):
-                    yield HookCall(
-                        "request_failed",
-                        {"error": exc, "attempts": 1, "request": request, "context": ctx},
-                        mode="observe",
-                    )
+            except (TransportError, PluginError) as exc:
+                yield from self._observe(
+                    "request_failed",
+                    {"error": exc, "attempts": attempt + 1, "request": request, "context": ctx},
+                )
                 raise
             if response.usage is not None and response.usage.prompt_tokens:
                 self.calibration.record(
@@ -522,7 +579,7 @@ class TurnCore:
                 )
             call = _Call(response, window, predicted, budget, incomplete=incomplete)
             if purpose != "summary":
-                yield from self._summarize_after(rows, draft, summary, reply_tokens, budget)
+                call.after = (rows, draft, summary, reply_tokens, budget)
             return call
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -538,6 +595,16 @@ class TurnCore:
         if tighten is not None:
             budget = min(budget, tighten)
         return max(1, budget)
+
+    def _model_budget(self, model: str, reply_tokens: int | None) -> int:
+        """The prompt budget for ``model`` (calibrated), when a hook sends to another model."""
+        if model == self.model:
+            return self._budget(reply_tokens, None)
+        explicit = getattr(self.policy, "max_prompt_tokens", None)
+        full = prompt_budget(counter_for(model), reply_tokens=reply_tokens)
+        if explicit is not None:
+            full = min(full, explicit)
+        return max(1, math.floor(full / self._scale) if self._scale > 1.0 else full)
 
     def _policy_for(
         self, draft: Any, summary: Summary | None, reply_tokens: int | None, budget: int
@@ -594,14 +661,17 @@ class TurnCore:
         if summarizer is not None:
             text = yield Summarize(summarizer, request)
             return str(text) if not isinstance(text, str) else text
-        # The default: ask the conversation's own model (or the policy's summary_model).
+        # The default: ask the conversation's own model (or the policy's summary_model),
+        # with a request that fits that model's window like any other.
         model = request.model or self.model
-        outgoing_messages = request.as_messages()
+        counter = counter_for(model)
+        info = counter.info
+        reply = max(1, min(request.max_tokens, info.max_output_tokens, info.context_window // 4))
         outgoing = OutgoingRequest(
             model=model,
-            messages=list(outgoing_messages),
+            messages=list(request.as_messages()),
             tools=None,
-            params={"max_tokens": request.max_tokens},
+            params={"max_tokens": reply},
             headers={},
         )
         answer = _check_answer(
@@ -616,13 +686,20 @@ class TurnCore:
             model=outgoing.model, messages=outgoing.messages, params=dict(outgoing.params)
         )
         if answer is None:
+            final = counter_for(chat.model)
+            needed = final.count(chat.messages) + (_reply_tokens(chat.params) or 0)
+            if needed > final.info.context_window:
+                raise SummarizationError(
+                    f"the summary request needs {needed} tokens, over {chat.model}'s "
+                    f"{final.info.context_window}-token window; lower the policy's "
+                    "max_summarizer_input_tokens or max_summary_tokens"
+                )
             try:
                 answer = yield Complete(chat)
-            except TransportError as exc:
-                yield HookCall(
+            except (TransportError, PluginError) as exc:
+                yield from self._observe(
                     "request_failed",
                     {"error": exc, "attempts": 1, "request": chat, "context": ctx},
-                    mode="observe",
                 )
                 raise
         answer = yield from self._through_middleware(answer, chat, ctx)
@@ -694,18 +771,27 @@ class TurnCore:
                 "finalize_request",
             )
             messages = [as_message(m, i) for i, m in enumerate(outgoing.messages)]
+            final_reply = _reply_tokens(outgoing.params)
+            retargeted = outgoing.model != draft.model or final_reply != reply_tokens
             changed = (
-                len(messages) != len(window.messages)
+                retargeted
+                or len(messages) != len(window.messages)
                 or any(a is not b for a, b in zip(messages, window.messages, strict=False))
                 or outgoing.tools != draft.tools
+                or outgoing.params.get("tool_choice") != draft.params.get("tool_choice")
             )
+            counter = self.counter if outgoing.model == self.model else counter_for(outgoing.model)
             predicted = (
-                self.counter.count(
+                counter.count(
                     messages, tools=outgoing.tools, tool_choice=outgoing.params.get("tool_choice")
                 )
                 if changed
                 else window.prompt_tokens
             )
+            if retargeted:
+                # A hook changed the model or the reply's reserve: hold the request against
+                # the budget of what will actually be sent.
+                budget = min(budget, self._model_budget(outgoing.model, final_reply))
             if not window.exact:
                 # A model tiktoken does not know: a plugin may count it exactly; its figure is
                 # the one held against the budget.
@@ -793,20 +879,26 @@ class TurnCore:
         self, request: ChatRequest, ctx: CallContext, stream: bool
     ) -> Generator[Any, Any, tuple[ChatResponse, bool]]:
         if not stream:
-            response = yield Complete(request)
-            response = yield from self._through_middleware(response, request, ctx)
+            arrived = yield Complete(request)
+            try:
+                response = yield from self._through_middleware(arrived, request, ctx)
+            except PluginError:
+                yield from self._store_partial(arrived, ctx)  # what arrived, marked incomplete
+                raise
         else:
-            response, incomplete, error = yield from self._stream(request, ctx)
+            response, _, error = yield from self._stream(request, ctx)
             if error is not None:
                 raise error
-            if incomplete:  # pragma: no cover - errors are raised above
-                return response, True
-        response = yield HookCall(
-            "process_response",
-            {"response": response, "request": request, "context": ctx},
-            mode="chain",
-        )
-        return response, False
+        try:
+            replaced = yield HookCall(
+                "process_response",
+                {"response": response, "request": request, "context": ctx},
+                mode="chain",
+            )
+        except PluginError:
+            yield from self._store_partial(response, ctx)
+            raise
+        return replaced, False
 
     def _stream(
         self, request: ChatRequest, ctx: CallContext
@@ -832,7 +924,7 @@ class TurnCore:
             for out in pipeline.close():
                 if out.text:
                     yield Emit(out.text)
-        except (TransportError, StreamAbandoned) as exc:
+        except (TransportError, PluginError, StreamAbandoned) as exc:
             failure = exc
             try:
                 pipeline.close()  # flush what middleware holds into the partial
@@ -844,12 +936,6 @@ class TurnCore:
         if failure is None:
             return response, False, None
         yield from self._store_partial(response, ctx)
-        if isinstance(failure, TransportError):
-            yield HookCall(
-                "request_failed",
-                {"error": failure, "attempts": 1, "request": request, "context": ctx},
-                mode="observe",
-            )
         return response, True, failure
 
     def _store_partial(self, response: ChatResponse, ctx: CallContext) -> Generator[Any, Any, None]:
@@ -863,8 +949,6 @@ class TurnCore:
             {"status": "incomplete", "usage": response.usage, "metadata": metadata},
         )
         self._newest_seq = stored.seq
-        yield HookCall(
-            "turn_stored",
-            {"messages": [stored], "usage": response.usage, "context": ctx},
-            mode="observe",
+        yield from self._observe(
+            "turn_stored", {"messages": [stored], "usage": response.usage, "context": ctx}
         )

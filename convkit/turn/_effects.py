@@ -100,5 +100,5 @@ class Summarize:
     request: SummaryRequest
 
 
-class StreamAbandoned(Exception):
+class StreamAbandoned(BaseException):
     """Thrown into a streaming turn when its caller left early; the turn stores what arrived."""

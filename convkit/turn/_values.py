@@ -73,6 +73,9 @@ class Reply:
         finish_reason: why the model stopped (``"stop"``, ``"length"``, ``"tool_calls"``...).
         tool_rounds: how many rounds of tool handlers ran before this reply.
         thread_id: the thread the reply was stored in.
+        plugin_errors: observers (``turn_stored``, ``window_fitted``, ``request_failed``) that
+            raised during the turn, each a :class:`~convkit.PluginError` already logged; the
+            turn went on, nothing was lost.
     """
 
     message: Message
@@ -83,6 +86,7 @@ class Reply:
     finish_reason: str | None = None
     tool_rounds: int = 0
     thread_id: str = ""
+    plugin_errors: tuple[Any, ...] = ()
 
     @property
     def text(self) -> str:

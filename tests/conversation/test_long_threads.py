@@ -3,6 +3,7 @@ taking turns on one thread (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,8 @@ from convkit.testing import ContextWindowGuard, FakeChatServer, RecordedRequest,
 
 from .conftest import FAKE_API_KEY
 
+# Child processes load no installed plugins: these tests are about the core.
+_ENV = {**os.environ, "CONVKIT_PLUGINS": ""}
 SMALL = "convkit-test-small-window"
 WINDOW = 2_000
 convkit.models.register(SMALL, context_window=WINDOW, max_output_tokens=256)
@@ -89,7 +92,9 @@ def test_300_turns_in_a_small_window_always_fit_and_the_summary_is_shared(db_url
                 print(reply.window.summary_through)
             """
         )
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_ENV
+        )
         assert out.returncode == 0, out.stderr
         assert int(out.stdout.strip()) == summary.covers_through_seq
         sent = server.requests[before].messages
@@ -124,6 +129,7 @@ def test_two_processes_take_turns_on_one_thread(store_url: Any) -> None:
                     capture_output=True,
                     text=True,
                     timeout=60,
+                    env=_ENV,
                 )
                 assert out.returncode == 0, out.stderr
             history = store.messages(conv.thread_id)
