@@ -152,15 +152,34 @@ def check_options(*, database_url: str | None, max_prompt_tokens: int | None) ->
             f"got {max_prompt_tokens}"
         )
     if database_url is not None:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
+        problem = database_url_problem(database_url)
+        if problem is not None:
+            raise ValueError(problem)
 
-        try:
-            make_url(database_url).get_dialect()
-        except ArgumentError:
-            raise ValueError("--db: not a database URL (e.g. sqlite:///demo.db)") from None
-        except Exception:
-            raise ValueError("--db: convkit cannot use this kind of database") from None
+
+def database_url_problem(url: str) -> str | None:
+    """Why convkit cannot open the database ``url`` (None: it looks usable)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "--db: not a database URL (e.g. sqlite:///chat.db)"
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        return (
+            f"--db: convkit stores threads in SQLite or PostgreSQL, not {parsed.get_backend_name()!r}"
+        )
+    try:
+        parsed.get_dialect().import_dbapi()
+    except ImportError:
+        return (
+            f"--db: the database driver for {parsed.drivername!r} is not installed "
+            "(PostgreSQL: pip install 'convkit[postgres]')"
+        )
+    except Exception:
+        return f"--db: convkit cannot use databases of kind {parsed.drivername!r}"
+    return None
 
 
 class _Display:

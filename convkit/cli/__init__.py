@@ -96,22 +96,14 @@ def settings(args: argparse.Namespace) -> Config:
 
 
 def _check_database_url(url: str | None) -> None:
+    """Refuse a URL convkit cannot open before anything is created (one clear line)."""
     if url is None:
         return
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from convkit.demo import database_url_problem
 
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise UsageError("--db: not a database URL (e.g. sqlite:///chat.db)") from None
-    try:
-        parsed.get_dialect()
-    except Exception:
-        raise UsageError(
-            f"--db: convkit cannot use databases of kind {parsed.drivername!r} (sqlite or "
-            "postgresql+psycopg)"
-        ) from None
+    problem = database_url_problem(url)
+    if problem is not None:
+        raise UsageError(problem)
 
 
 def open_store(args: argparse.Namespace, *, model: str | None = None) -> Store:
