@@ -167,9 +167,7 @@ def database_url_problem(url: str) -> str | None:
     except ArgumentError:
         return "--db: not a database URL (e.g. sqlite:///chat.db)"
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        return (
-            f"--db: convkit stores threads in SQLite or PostgreSQL, not {parsed.get_backend_name()!r}"
-        )
+        return f"--db: convkit stores threads in SQLite or PostgreSQL, not {parsed.get_backend_name()!r}"
     try:
         parsed.get_dialect().import_dbapi()
     except ImportError:
@@ -398,13 +396,11 @@ def run_demo(
             received = _user_text_sent(mine[0]) if mine else None
             if received is not None and received != user_text:
                 show.info(f"a plugin changed the request: the server received {received!r}")
-            if (
-                sent_by_model
-                and reply.text
-                and sent_by_model[-1]
-                and sent_by_model[-1] != reply.text
-            ):
-                show.info(f"a plugin changed the reply: the model wrote {sent_by_model[-1]!r}")
+            wrote = sent_by_model[-1] if sent_by_model else ""
+            if wrote and wrote != deltas.text:
+                show.info(f"a plugin changed the stream: the model wrote {wrote!r}")
+            if reply.text != deltas.text:
+                show.info(f"a plugin changed the reply: stored as {reply.text!r}")
         total = len(store.messages(conv.thread_id))
         summary = store.get_summary(conv.thread_id)
         show.rule("done")

@@ -288,6 +288,8 @@ class Chat:
         for t in page:
             mark = "*" if t.id == self._conv.thread_id else " "
             self.say(f"{mark} {t.id}  {t.last_seq:>5} messages  {t.title or ''}".rstrip())
+        if all(t.id != self._conv.thread_id for t in page):
+            self.note(f"this thread ({self._conv.thread_id}) is stored with its first message")
 
     def _find(self, prefix: str) -> str:
         from convkit.errors import ThreadNotFoundError

@@ -90,17 +90,28 @@ def _thread(store: Any, n: int, *, title: str, meta: dict[str, Any]) -> str:
 
 
 def test_threads_list_filters_and_pages(cli: Runner, store: Any) -> None:
-    ids = [_thread(store, 2, title=f"t{i}", meta={"project": "a" if i < 3 else "b"}) for i in range(5)]
+    ids = [
+        _thread(store, 2, title=f"t{i}", meta={"project": "a" if i < 3 else "b"}) for i in range(5)
+    ]
     done = cli("threads", "list", "--meta", "project=a", "--limit", "2", "--json")
     assert done.returncode == 0
     page = json.loads(done.stdout)
     assert [t["title"] for t in page["threads"]] == ["t2", "t1"]
     assert set(page["threads"][0]) == {
-        "id", "title", "messages", "created_at", "updated_at", "parent_id", "fork_seq", "metadata"
+        "id",
+        "title",
+        "messages",
+        "created_at",
+        "updated_at",
+        "parent_id",
+        "fork_seq",
+        "metadata",
     }
     assert page["next_cursor"]
     rest = json.loads(
-        cli("threads", "list", "--meta", "project=a", "--cursor", page["next_cursor"], "--json").stdout
+        cli(
+            "threads", "list", "--meta", "project=a", "--cursor", page["next_cursor"], "--json"
+        ).stdout
     )
     assert [t["title"] for t in rest["threads"]] == ["t0"] and rest["next_cursor"] is None
     text = cli("threads", "list", "--limit", "2")
@@ -124,7 +135,10 @@ def test_threads_show_pages_with_token_counts(cli: Runner, store: Any) -> None:
 
 def test_threads_rename_and_rm(cli: Runner, store: Any) -> None:
     tid = _thread(store, 1, title="old", meta={})
-    assert json.loads(cli("threads", "rename", tid, "new name", "--json").stdout)["title"] == "new name"
+    assert (
+        json.loads(cli("threads", "rename", tid, "new name", "--json").stdout)["title"]
+        == "new name"
+    )
     assert store.get_thread(tid).title == "new name"
     assert cli("threads", "rm", tid, "missing-id", "--yes").returncode == 1  # nothing deleted
     assert store.get_thread(tid).id == tid
@@ -140,9 +154,11 @@ def test_threads_export_and_import_one_or_all(cli: Runner, store: Any, tmp_path:
     store.append(b, Message.user("odd\u2028line\u2029breaks\u0085here"))
     out = tmp_path / "all.jsonl"
     assert cli("threads", "export", "--all", "-o", str(out)).returncode == 0
-    assert out.read_text(encoding="utf-8").count('"type": "thread"') + out.read_text(
-        encoding="utf-8"
-    ).count('"type":"thread"') == 2
+    assert (
+        out.read_text(encoding="utf-8").count('"type": "thread"')
+        + out.read_text(encoding="utf-8").count('"type":"thread"')
+        == 2
+    )
     done = cli("threads", "import", str(out), "--json")
     assert done.returncode == 0, done.stderr
     imported = json.loads(done.stdout)["imported"]
@@ -174,7 +190,15 @@ def test_count_states_exact_or_estimated(cli: Runner, tmp_path: Path) -> None:
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     (tmp_path / "m.json").write_text(json.dumps(messages), encoding="utf-8")
     (tmp_path / "t.json").write_text(json.dumps(tools), encoding="utf-8")
-    done = cli("count", str(tmp_path / "m.json"), "--model", "gpt-4o", "--tools", str(tmp_path / "t.json"), "--json")
+    done = cli(
+        "count",
+        str(tmp_path / "m.json"),
+        "--model",
+        "gpt-4o",
+        "--tools",
+        str(tmp_path / "t.json"),
+        "--json",
+    )
     result = json.loads(done.stdout)
     assert result["prompt_tokens"] == count_tokens(messages, model="gpt-4o", tools=tools)
     assert result["exact"] is True and result["reasons"] == [] and result["tools"] == 1
@@ -207,7 +231,11 @@ def test_config_precedence_and_masking(cli: Runner, tmp_path: Path) -> None:
         '[chat]\nsystem = "Be brief."\n',
         encoding="utf-8",
     )
-    shown = json.loads(cli("config", "show", "--json", env={"OPENAI_API_KEY": None, "CONVKIT_PLUGINS": None}).stdout)
+    shown = json.loads(
+        cli(
+            "config", "show", "--json", env={"OPENAI_API_KEY": None, "CONVKIT_PLUGINS": None}
+        ).stdout
+    )
     s = shown["settings"]
     assert s["model"] == {"value": "from-file", "source": "config file"}
     assert s["api_key"] == {"value": "********", "source": "config file"}
@@ -217,7 +245,11 @@ def test_config_precedence_and_masking(cli: Runner, tmp_path: Path) -> None:
     assert env["settings"]["api_key"]["source"] == "env OPENAI_API_KEY"
     flag = cli("count", "-", "--model", "gpt-4o", input="[]", env={"CONVKIT_MODEL": "from-env"})
     assert "for gpt-4o" in flag.stdout
-    text = cli("config", "show", env={"CONVKIT_DATABASE_URL": "postgresql+psycopg://u:pw-secret@h/db?password=q-secret"})
+    text = cli(
+        "config",
+        "show",
+        env={"CONVKIT_DATABASE_URL": "postgresql+psycopg://u:pw-secret@h/db?password=q-secret"},
+    )
     assert "pw-secret" not in text.stdout and "q-secret" not in text.stdout
     assert "********" in text.stdout
 
@@ -244,7 +276,9 @@ def test_chat_reads_piped_lines_and_continues_the_latest_thread(
     cli: Runner, server: FakeChatServer, store: Any
 ) -> None:
     server.enqueue(Reply.text("Hello from the model", chunk_size=3))
-    done = cli("chat", "--system", "Be brief.", input="Hi there\n/window\n/tokens\n/summary\n/exit\n")
+    done = cli(
+        "chat", "--system", "Be brief.", input="Hi there\n/window\n/tokens\n/summary\n/exit\n"
+    )
     assert done.returncode == 0, done.stderr
     assert "Hello from the model" in done.stdout
     assert "prompt tokens" in done.stdout and "predicted" in done.stdout
