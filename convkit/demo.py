@@ -167,7 +167,8 @@ def database_url_problem(url: str) -> str | None:
     except ArgumentError:
         return "--db: not a database URL (e.g. sqlite:///chat.db)"
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        return f"--db: convkit stores threads in SQLite or PostgreSQL, not {parsed.get_backend_name()!r}"
+        backend = parsed.get_backend_name()
+        return f"--db: convkit stores threads in SQLite or PostgreSQL, not {backend!r}"
     try:
         parsed.get_dialect().import_dbapi()
     except ImportError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from convkit.cli import _one_line, add_connection_options, open_client, open_store, settings
@@ -89,6 +89,8 @@ class Chat:
         self.out = out or sys.stdout
         config = settings(args)
         self.model: str = config["model"]
+        # A resumed thread keeps the model it was talked to with, unless one is configured.
+        self.model_given = config.sources["model"] != "default"
         self.system: str | None = config["system"]
         self.base_url: str = config["base_url"]
         self.store = open_store(args, model=self.model)
@@ -133,6 +135,8 @@ class Chat:
         if self.conv is not None:
             self.model = self.conv.model
             self.conv.close()
+        if thread is not None and not self.model_given:
+            self.model = self._stored_model(thread) or self.model
         self.conv = Conversation(
             self.model,
             store=self.store,
@@ -142,6 +146,13 @@ class Chat:
             policy=self._policy(self.model),
         )
         self.last = None
+
+    def _stored_model(self, thread_id: str) -> str | None:
+        from convkit.turn import META_KEY
+
+        own = self.store.get_thread(thread_id).metadata.get(META_KEY)
+        model = own.get("model") if isinstance(own, Mapping) else None
+        return model if isinstance(model, str) and model else None
 
     def start(self) -> None:
         """Open the thread the flags ask for and print where we are."""

@@ -31,7 +31,10 @@ class Runner:
         return self.env["CONVKIT_DATABASE_URL"]
 
     def __call__(
-        self, *args: str, input: str | None = None, env: dict[str, str | None] | None = None
+        self,
+        *args: str,
+        input: str | None = None,  # noqa: A002 - subprocess.run's name
+        env: dict[str, str | None] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run the command; ``env`` adds variables (None removes one)."""
         merged = {**self.env, **(env or {})}

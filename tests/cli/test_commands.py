@@ -277,7 +277,12 @@ def test_chat_reads_piped_lines_and_continues_the_latest_thread(
 ) -> None:
     server.enqueue(Reply.text("Hello from the model", chunk_size=3))
     done = cli(
-        "chat", "--system", "Be brief.", input="Hi there\n/window\n/tokens\n/summary\n/exit\n"
+        "chat",
+        "--system",
+        "Be brief.",
+        "--model",
+        "gpt-4o",
+        input="Hi there\n/window\n/tokens\n/summary\n/exit\n",
     )
     assert done.returncode == 0, done.stderr
     assert "Hello from the model" in done.stdout
@@ -292,6 +297,7 @@ def test_chat_reads_piped_lines_and_continues_the_latest_thread(
     sent = server.requests[-1].messages
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
     assert sent[0]["content"] == "Be brief."  # the stored system prompt came back on resume
+    assert server.requests[-1].body["model"] == "gpt-4o"  # and the thread's model
     assert "Authorization" not in done.stdout
 
 
