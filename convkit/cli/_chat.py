@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
-from convkit.cli import _one_line, add_connection_options, open_client, open_store, settings
+from convkit.cli import _one_line, _scrub, add_connection_options, open_client, open_store, settings
 from convkit.cli._errors import CommandError, UsageError
 
 if TYPE_CHECKING:
@@ -263,7 +263,7 @@ class Chat:
 
                 if not isinstance(exc, ConvkitError):
                     raise
-                self.note(f"error: {_one_line(exc)}")
+                self.note(f"error: {_scrub(_one_line(exc))}")
 
     def command(self, text: str) -> str | None:
         """Run one slash command; ``"exit"`` ends the loop."""

@@ -351,3 +351,35 @@ def test_demo_runs_as_a_command(cli: Runner) -> None:
     assert "[calls get_weather" in out and "summarized through seq" in out
     assert "summary through seq" in out and "prompt tokens: predicted" in out
     assert "\x1b[" not in out
+
+
+def test_an_unwritable_path_and_a_newer_schema_are_one_line(cli: Runner, tmp_path: Path) -> None:
+    import sqlite3
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory", encoding="utf-8")
+    done = cli("db", "upgrade", "--db", f"sqlite:///{blocked}/sub/x.db")
+    assert done.returncode == 1 and len(_lines(done.stderr)) == 1, done.stderr
+    url_path = tmp_path / "newer.db"
+    assert cli("db", "upgrade", "--db", f"sqlite:///{url_path}").returncode == 0
+    with sqlite3.connect(url_path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    current = cli("db", "current", "--db", f"sqlite:///{url_path}")
+    assert current.returncode == 1 and "upgrade convkit" in current.stdout
+    listing = cli("threads", "list", "--db", f"sqlite:///{url_path}")
+    assert listing.returncode == 1 and len(_lines(listing.stderr)) == 1
+    assert "newer convkit" in listing.stderr
+
+
+def test_the_command_module_is_light_to_import() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, convkit.cli\n"
+        "heavy = [m for m in ('httpx', 'sqlalchemy', 'tiktoken', 'rich', 'prompt_toolkit')"
+        " if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
