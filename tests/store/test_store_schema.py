@@ -148,7 +148,7 @@ def test_cli_db_upgrade_and_current(empty_url: URL, capsys: pytest.CaptureFixtur
 
 
 def test_cli_reports_database_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["db", "current", "--url", "postgresql+psycopg://u:pw-secret@127.0.0.1:1/x"]) == 2
+    assert main(["db", "current", "--url", "postgresql+psycopg://u:pw-secret@127.0.0.1:1/x"]) == 1  # an error, not a usage error
     err = capsys.readouterr().err
     assert "database error" in err and "pw-secret" not in err
     with pytest.raises(SystemExit):
