@@ -77,10 +77,10 @@ def _with_database_errors(handler: Any) -> Any:
             text = str(exc).strip()
             first = text.splitlines()[0] if text else type(exc).__name__
             print(f"convkit usage: database error: {first}", file=sys.stderr)
-            return 2
+            return 1  # an error, not a usage error (convkit's exit codes: 0, 1 error, 2 usage)
         except PriceError as exc:
             print(f"convkit usage: {exc}", file=sys.stderr)
-            return 2
+            return 1
 
     return run
 
