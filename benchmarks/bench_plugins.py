@@ -14,7 +14,10 @@
                      beside the client's own accumulator: the response from
                      ``pipeline.response()``;
    * 3, 1 edit     — as ``3 pass + acc``, the last middleware rewriting every chunk
-                     (``with_text``).
+                     (``with_text``);
+   * 3 pass, turn  — what a conversation's streamed turn does with middleware: the client
+                     stream opened with ``accumulate=False`` and the pipeline accumulating
+                     its output (one accumulation in all, as with no middleware).
 
 2. Dispatch. The cost of one hook call through ``PluginHost`` with no plugins and with ten
    no-op plugins, for each way the conversation calls hooks, next to pluggy's own
@@ -135,6 +138,22 @@ def run_pipeline(client: ChatClient, last: Any, accumulate: bool = True) -> str:
         return pipeline.response().text if accumulate else stream.response.text
 
 
+def run_as_a_turn(client: ChatClient) -> str:
+    from convkit.chat import ChatRequest
+
+    pipeline = StreamPipeline([PassThrough(), PassThrough(), PassThrough()])
+    feed = pipeline.feed
+    n = 0
+    request = ChatRequest(model=MODEL, messages=MESSAGES, params={"stream": True})
+    with client.stream_request(request, accumulate=False) as stream:
+        for chunk in stream:
+            for _out in feed(chunk):
+                n += 1
+        for _out in pipeline.close():
+            n += 1
+        return pipeline.response().text
+
+
 def bench_middleware(chunks: int, rounds: int) -> None:
     client = _client(chunks)
     contenders: dict[str, Callable[[], str]] = {
@@ -142,6 +161,7 @@ def bench_middleware(chunks: int, rounds: int) -> None:
         "3 pass": lambda: run_pipeline(client, PassThrough(), accumulate=False),
         "3 pass + acc": lambda: run_pipeline(client, PassThrough()),
         "3, 1 edit": lambda: run_pipeline(client, Rewrite()),
+        "3 pass, turn": lambda: run_as_a_turn(client),
     }
     expected = "tok " * chunks
     for fn in contenders.values():  # warm up, and check every contender sees the whole reply

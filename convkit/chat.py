@@ -444,6 +444,9 @@ class ChatChunk:
 
     #: The chunk object as received (read-only view).
     raw: Mapping[str, Any] = field(repr=False)
+    #: True for chunks a client decoded and checked itself (nothing else holds their object),
+    #: so an accumulator can merge them without checking their shape again.
+    trusted: bool = field(default=False, repr=False, eq=False, kw_only=True)
 
     @classmethod
     def from_openai(cls, d: Mapping[str, Any]) -> ChatChunk:

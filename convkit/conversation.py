@@ -41,6 +41,7 @@ from convkit.turn import (
     RunTool,
     StoreCall,
     StreamAbandoned,
+    StreamResult,
     Summarize,
     TurnCore,
 )
@@ -565,10 +566,12 @@ class Conversation(_Base):
         if kind is Complete:
             return self._client.complete_request(effect.request)
         if kind is OpenStream:
-            stream = self._client.stream_request(effect.request)
+            stream = self._client.stream_request(effect.request, accumulate=effect.accumulate)
             self._streams.append(stream)
             stream.__enter__()
             return stream
+        if kind is StreamResult:
+            return effect.handle.partial
         if kind is NextChunk:
             return next(effect.handle, None)
         if kind is CloseStream:
@@ -917,10 +920,12 @@ class AsyncConversation(_Base):
         if kind is Complete:
             return await self._client.complete_request(effect.request)
         if kind is OpenStream:
-            stream = self._client.stream_request(effect.request)
+            stream = self._client.stream_request(effect.request, accumulate=effect.accumulate)
             self._streams.append(stream)
             await stream.__aenter__()
             return stream
+        if kind is StreamResult:
+            return effect.handle.partial
         if kind is NextChunk:
             try:
                 return await effect.handle.__anext__()

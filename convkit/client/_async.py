@@ -111,11 +111,15 @@ class AsyncChatClient(BaseChatClient):
         self._check_stream_params(params)
         return self.stream_request(ChatRequest(model=model, messages=messages, params=params))
 
-    def stream_request(self, request: ChatRequest) -> AsyncChatStream:
-        """Like :meth:`stream`, for a prepared :class:`~convkit.chat.ChatRequest`."""
+    def stream_request(self, request: ChatRequest, *, accumulate: bool = True) -> AsyncChatStream:
+        """Like :meth:`stream`, for a prepared :class:`~convkit.chat.ChatRequest`.
+
+        ``accumulate=False`` skips merging the chunks into :attr:`AsyncChatStream.response`
+        (which then raises): for a caller that accumulates what it makes of them itself.
+        """
         self._check_stream_params(request.params)
         run: ARun = self._run
-        return AsyncChatStream(self._link(run), request)
+        return AsyncChatStream(self._link(run), request, accumulate=accumulate)
 
     async def _run(self, steps: Steps[T]) -> T:
         return await _adrive(steps, self._handle)
@@ -169,7 +173,7 @@ class AsyncChatStream(BaseStream[ARun]):
     async def __anext__(self) -> ChatChunk:
         pending = self._pending
         while not pending:
-            if self._final is not None or self._closed:
+            if self._finished or self._closed:
                 raise StopAsyncIteration
             await self._pump()
         self._yielded += 1

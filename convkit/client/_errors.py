@@ -122,7 +122,7 @@ class ErrorMap:
             return ConnectError(f"cannot connect to {where}: {detail}"), False
         return TransportError(f"request to {where} failed: {detail}"), False
 
-    def body(self, exc: Exception, partial: ChatResponse) -> tuple[TransportError, bool]:
+    def body(self, exc: Exception, partial: ChatResponse | None) -> tuple[TransportError, bool]:
         """Map an httpx exception raised while reading a stream's body."""
         if isinstance(exc, httpx.ReadTimeout):
             idle = self.stream_idle

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 
 from convkit._retry import is_retryable_status
 from convkit._sse import ChatEventDecoder
-from convkit.chat import ChatChunk, ChatRequest, ChatResponse, StreamAccumulator
+from convkit.chat import ChatChunk, ChatRequest, ChatResponse, StreamAccumulator, check_chunk
 from convkit.client._attempt import Steps, open_attempts
 from convkit.client._base import Link
 from convkit.errors import APIStatusError, ResponseFormatError, StreamError, TransportError
@@ -33,10 +34,16 @@ class StreamCore:
 
     __slots__ = ("acc", "error", "events", "retryable")
 
-    def __init__(self, request_id: str | None, redact: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self,
+        request_id: str | None,
+        redact: Callable[[str], str] | None = None,
+        *,
+        accumulate: bool = True,
+    ) -> None:
         # Server data goes into error messages redacted first, and only then cut to length.
         self.events = ChatEventDecoder(request_id=request_id, redact=redact)
-        self.acc = StreamAccumulator()
+        self.acc: StreamAccumulator | None = StreamAccumulator() if accumulate else None
         self.error: TransportError | None = None
         self.retryable = False
 
@@ -57,7 +64,8 @@ class StreamCore:
     def _chunks(self, objs: list[dict[str, Any]]) -> list[ChatChunk]:
         chunks: list[ChatChunk] = []
         if objs:
-            feed = self.acc.feed_openai
+            # Accumulating checks each chunk as it merges it; otherwise the check runs alone.
+            feed = self.acc.feed_openai if self.acc is not None else _checked_chunk
             append = chunks.append
             try:
                 for obj in objs:
@@ -79,7 +87,15 @@ class StreamCore:
                 retryable = self.events.truncated
             self.fail(failure, retryable)
         if isinstance(self.error, StreamError) and self.error.partial is None:
-            self.error.partial = self.acc.response()
+            self.error.partial = self.acc.response() if self.acc is not None else None
+
+
+def _checked_chunk(obj: dict[str, Any]) -> ChatChunk:
+    """A chunk the client decoded and checked (nothing else holds its object: trusted)."""
+    check_chunk(obj)
+    if type(obj) is dict:
+        return ChatChunk(MappingProxyType(obj), trusted=True)
+    return ChatChunk(obj)
 
 
 def reads_raw(response: httpx.Response) -> bool:
@@ -99,8 +115,11 @@ def reads_raw(response: httpx.Response) -> bool:
 class BaseStream(Generic[R]):
     """State and decisions shared by :class:`ChatStream` and :class:`AsyncChatStream`."""
 
-    def __init__(self, link: Link[R], request: ChatRequest) -> None:
+    def __init__(self, link: Link[R], request: ChatRequest, *, accumulate: bool = True) -> None:
         self._link = link
+        #: Whether the stream accumulates its chunks into :attr:`response` / :attr:`partial`
+        #: (a caller that accumulates what it does with them, after middleware, turns it off).
+        self.accumulates = accumulate
         #: The request this stream answers.
         self.request = request
         self._content = link.wire.encode(request, stream=True)
@@ -108,13 +127,14 @@ class BaseStream(Generic[R]):
         self._pending: deque[ChatChunk] = deque()
         self._yielded = 0
         self._final: ChatResponse | None = None
+        self._finished = False
         self._closed = False
         self._fresh = StreamAccumulator()
         #: The server's request id once the stream is open.
         self.request_id: str | None = None
 
     def __repr__(self) -> str:
-        state = "done" if self._final else "closed" if self._closed else "open"
+        state = "done" if self._finished else "closed" if self._closed else "open"
         return f"<{type(self).__name__} model={self.request.model!r} {state}>"
 
     @property
@@ -124,6 +144,8 @@ class BaseStream(Generic[R]):
         Raises:
             RuntimeError: the stream has not finished (see :attr:`partial` for what arrived).
         """
+        if not self.accumulates:
+            raise RuntimeError("this stream was opened with accumulate=False")
         if self._final is None:
             raise RuntimeError(
                 "the stream has not finished: iterate it to the end or call read() first"
@@ -133,10 +155,13 @@ class BaseStream(Generic[R]):
     @property
     def partial(self) -> ChatResponse:
         """What has arrived so far, accumulated (the final response once finished)."""
+        if not self.accumulates:
+            raise RuntimeError("this stream was opened with accumulate=False")
         if self._final is not None:
             return self._final
         core = self._core
-        return (core.acc if core is not None else self._fresh).response()
+        acc = core.acc if core is not None else None
+        return (acc if acc is not None else self._fresh).response()
 
     @property
     def chunks_yielded(self) -> int:
@@ -163,7 +188,9 @@ class BaseStream(Generic[R]):
         """Start a new attempt on ``response``; True when its raw bytes can be read."""
         self.request_id = response.headers.get("x-request-id")
         wire = self._link.wire
-        self._core = StreamCore(self.request_id, wire.errors.redactor.text)
+        self._core = StreamCore(
+            self.request_id, wire.errors.redactor.text, accumulate=self.accumulates
+        )
         wire.start_idle_timeout(response)
         return reads_raw(response)
 
@@ -176,11 +203,13 @@ class BaseStream(Generic[R]):
     def _body_failed(self, exc: httpx.HTTPError) -> None:
         core = self._core
         assert core is not None
-        err, retryable = self._link.wire.errors.body(exc, core.acc.response())
+        partial = core.acc.response() if core.acc is not None else None
+        err, retryable = self._link.wire.errors.body(exc, partial)
         err.__cause__ = exc
         core.fail(err, retryable)
 
     def _done(self) -> None:
         core = self._core
         assert core is not None
-        self._final = core.acc.response()
+        self._final = core.acc.response() if core.acc is not None else None
+        self._finished = True

@@ -119,11 +119,15 @@ class ChatClient(BaseChatClient):
         self._check_stream_params(params)
         return self.stream_request(ChatRequest(model=model, messages=messages, params=params))
 
-    def stream_request(self, request: ChatRequest) -> ChatStream:
-        """Like :meth:`stream`, for a prepared :class:`~convkit.chat.ChatRequest`."""
+    def stream_request(self, request: ChatRequest, *, accumulate: bool = True) -> ChatStream:
+        """Like :meth:`stream`, for a prepared :class:`~convkit.chat.ChatRequest`.
+
+        ``accumulate=False`` skips merging the chunks into :attr:`ChatStream.response` (which then
+        raises): for a caller that accumulates what it makes of them itself.
+        """
         self._check_stream_params(request.params)
         run: Run = self._run
-        return ChatStream(self._link(run), request)
+        return ChatStream(self._link(run), request, accumulate=accumulate)
 
     def _run(self, steps: Steps[T]) -> T:
         return _drive(steps, self._handle)
@@ -183,7 +187,7 @@ class ChatStream(BaseStream[Run]):
     def __next__(self) -> ChatChunk:
         pending = self._pending
         while not pending:
-            if self._final is not None or self._closed:
+            if self._finished or self._closed:
                 raise StopIteration
             self._pump()
         self._yielded += 1

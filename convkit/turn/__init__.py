@@ -40,6 +40,7 @@ from convkit.turn._effects import (
     RunTool,
     StoreCall,
     StreamAbandoned,
+    StreamResult,
     Summarize,
 )
 from convkit.turn._values import (
@@ -67,6 +68,7 @@ __all__ = [
     "RunTool",
     "StoreCall",
     "StreamAbandoned",
+    "StreamResult",
     "Summarize",
     "TurnCore",
     "WindowReport",

@@ -12,7 +12,7 @@ import attrs
 from attrs import define
 
 from convkit._replay import chunks_from_response
-from convkit.chat import ChatRequest, ChatResponse, StreamAccumulator, validate_params
+from convkit.chat import ChatRequest, ChatResponse, validate_params
 from convkit.context import (
     ContextPolicy,
     Summary,
@@ -54,6 +54,7 @@ from convkit.turn._effects import (
     RunTool,
     StoreCall,
     StreamAbandoned,
+    StreamResult,
     Summarize,
 )
 from convkit.turn._values import Calibration, Reply, WindowReport, tools_key
@@ -906,10 +907,11 @@ class TurnCore:
         pipeline = yield HookCall(
             "wrap_stream", {"request": request, "context": ctx}, mode="middleware"
         )
-        # Without middleware the chunks are the output: accumulate them here; with middleware
-        # the pipeline accumulates its own output (what is stored is what the caller saw).
-        acc = StreamAccumulator() if not len(pipeline) else None
-        handle = yield OpenStream(request)
+        # Without middleware the chunks are the output and the stream accumulates them; with
+        # middleware the pipeline accumulates its output (what is stored is what the caller
+        # saw) and the stream need not merge its chunks as well.
+        plain = not len(pipeline)
+        handle = yield OpenStream(request, accumulate=plain)
         failure: BaseException | None = None
         try:
             while True:
@@ -917,8 +919,6 @@ class TurnCore:
                 if chunk is None:
                     break
                 for out in pipeline.feed(chunk):
-                    if acc is not None:
-                        acc.feed(out)
                     if out.text:
                         yield Emit(out.text)
             for out in pipeline.close():
@@ -930,9 +930,9 @@ class TurnCore:
                 pipeline.close()  # flush what middleware holds into the partial
             except ConvkitError:
                 log.warning("stream middleware failed while flushing a broken stream")
+        response = (yield StreamResult(handle)) if plain else pipeline.response()
         # (on any other failure the shell closes the stream: it tracks every one it opened)
         yield CloseStream(handle)
-        response = acc.response() if acc is not None else pipeline.response()
         if failure is None:
             return response, False, None
         yield from self._store_partial(response, ctx)

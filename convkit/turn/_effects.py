@@ -20,6 +20,7 @@ __all__ = [
     "RunTool",
     "StoreCall",
     "StreamAbandoned",
+    "StreamResult",
     "Summarize",
 ]
 
@@ -58,9 +59,21 @@ class Complete:
 
 @frozen
 class OpenStream:
-    """Open a stream for ``request``; the result is an opaque handle."""
+    """Open a stream for ``request``; the result is an opaque handle.
+
+    ``accumulate=False`` when the turn accumulates the middleware's output itself, so the
+    stream need not merge its chunks too.
+    """
 
     request: ChatRequest
+    accumulate: bool = True
+
+
+@frozen
+class StreamResult:
+    """What the stream has accumulated so far (its whole response once it ended)."""
+
+    handle: Any
 
 
 @frozen

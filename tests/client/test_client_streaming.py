@@ -266,3 +266,17 @@ def test_gzip_compressed_stream(driver: Driver) -> None:
     res = driver.stream()
     assert res.error is None, res.error
     assert res.text == "abc\u00e9"
+
+
+def test_a_stream_can_skip_accumulating(chat_server: FakeChatServer, chat_client: ChatClient) -> None:
+    chat_server.enqueue(Reply.text("hello there", chunk_size=3))
+    request = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}], params={"stream": True})
+    with chat_client.stream_request(request, accumulate=False) as stream:
+        chunks = list(stream)
+    assert "".join(c.text for c in chunks) == "hello there"
+    assert chunks and all(c.trusted for c in chunks)  # checked by the client itself
+    assert not stream.accumulates
+    with pytest.raises(RuntimeError, match="accumulate=False"):
+        stream.response  # noqa: B018
+    with pytest.raises(RuntimeError, match="accumulate=False"):
+        stream.partial  # noqa: B018
