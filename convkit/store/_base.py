@@ -22,6 +22,7 @@ from convkit.messages import Message, MessageLike, Usage, as_message
 from convkit.store import _sql
 from convkit.store._engine import display_url, resolve_url
 from convkit.store._jsonl import parse_export
+from convkit.store._rows import ROW_FORMAT
 from convkit.store._values import (
     MAX_ENCODING_LENGTH,
     MAX_MODEL_LENGTH,
@@ -238,6 +239,7 @@ class StoreBase:
             "usage": usage,
             "created_at": now,
             "metadata": metadata or None,
+            "format": ROW_FORMAT,  # checked above: trusted when read back
         }
         # What the value handed back after the insert is built from (no re-read needed).
         parts = (message, tokens, encoding, status, usage, now, metadata)

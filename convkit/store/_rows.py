@@ -1,14 +1,25 @@
 """SQLAlchemy 2.x row classes (the schema), kept apart from the attrs values, and converters.
 
-The row classes describe the tables; the migration in ``migrations/versions`` creates exactly
+The row classes describe the tables; the migrations in ``migrations/versions`` create exactly
 these (a test compares the two). Column limits come from ``_values`` (``MAX_ROLE_LENGTH``...),
 where the same constants validate every value before it is written. ``*_from_row`` build the
 frozen values the API returns.
+
+Validate on the way in, trust on the way out. Every message row convkit writes carries
+``format`` = :data:`ROW_FORMAT`: its payload is ``Message.to_openai()`` of a message that passed
+every check, its usage ``Usage.to_openai()`` of a checked usage. Such rows are turned back into
+values without running the checks again (:func:`trusted_message`); a row without a format (written
+before revision 0002) or with an unknown one goes through the full ``Message.from_openai``.
+Reads select plain columns (SQLAlchemy Core, no ORM identity map) and unpack them positionally
+(:data:`MESSAGE_COLUMNS`).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import (
@@ -19,24 +30,29 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from convkit.messages import Message, Usage
+from convkit.messages import Message, ToolCall, Usage, part_from_openai
 from convkit.store._values import (
+    EMPTY_MAPPING,
     MAX_ENCODING_LENGTH,
     MAX_MODEL_LENGTH,
     MAX_ROLE_LENGTH,
     StoredMessage,
     Summary,
     Thread,
+    dump_json,
 )
 
 __all__ = [
+    "MESSAGE_COLUMNS",
+    "ROW_FORMAT",
+    "THREAD_COLUMNS",
     "Base",
     "MessageRow",
     "SummaryRow",
@@ -45,7 +61,12 @@ __all__ = [
     "message_from_row",
     "summary_from_row",
     "thread_from_row",
+    "trusted_message",
 ]
+
+#: Format of the message rows this convkit writes (``convkit_messages.format``): rows at this
+#: format were validated on the way in and are trusted on the way out.
+ROW_FORMAT = 1
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -74,9 +95,28 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)  # one tzinfo object on every backend
 
 
-# Thread metadata is JSONB on PostgreSQL so list_threads can filter with @> (GIN-indexable).
-# Message payloads stay plain JSON: stored byte for byte, cheaper to insert than jsonb.
-MetadataJSON = JSON().with_variant(JSONB(), "postgresql")
+class JSONText(TypeDecorator[Any]):
+    """JSON kept as the text convkit wrote (compact, exact), decoded with ``json.loads``.
+
+    Used for thread metadata on PostgreSQL: ``jsonb`` would rewrite numbers (``1e16`` comes back
+    as ``10000000000000000``, ``-0.0`` as ``0``), while text returns every value exactly as given.
+    ``list_threads`` filters cast it to ``jsonb`` (an expression index serves the cast).
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else dump_json(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+# Thread metadata: SQLite's JSON is text already (stored as convkit serialized it); PostgreSQL
+# gets text too, for the same exactness (see JSONText). Message payloads are plain JSON, which
+# PostgreSQL also keeps as text.
+MetadataJSON = JSON().with_variant(JSONText(), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -102,9 +142,14 @@ class ThreadRow(Base):
 
     __table_args__ = (
         Index("ix_convkit_threads_created", "created_at", "id"),
-        # Deliberately no index on updated_at: every append moves updated_at, and keeping such
-        # an index current doubled the pages each append writes (measured on SQLite).
+        # list_threads(order="updated") pages by this index. Every append moves updated_at, so
+        # the index costs each append one more page write; with synchronous=FULL the commit's
+        # fsync dominates and the difference is lost in the noise (benchmarks/README.md).
+        Index("ix_convkit_threads_updated", "updated_at", "id"),
         Index("ix_convkit_threads_parent", "parent_id"),
+        # PostgreSQL also has ix_convkit_threads_metadata, a GIN index on (metadata::jsonb)
+        # for list_threads filters; it is created by migration 0002 only (an expression index
+        # on one backend, which the models cannot declare for both).
         CheckConstraint("last_seq >= 0", name="ck_convkit_threads_last_seq"),
     )
 
@@ -129,6 +174,8 @@ class MessageRow(Base):
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON(none_as_null=True))
+    # ROW_FORMAT for rows convkit validated before writing; NULL for rows older than 0002.
+    format: Mapped[int | None] = mapped_column(SmallInteger)
 
     __table_args__ = (
         CheckConstraint("status IN ('complete', 'incomplete')", name="ck_convkit_messages_status"),
@@ -158,8 +205,84 @@ class SummaryRow(Base):
     )
 
 
-def thread_from_row(row: ThreadRow) -> Thread:
-    """Build the :class:`Thread` value of a row."""
+#: The thread columns every read selects, labelled like :class:`ThreadRow`'s attributes.
+THREAD_COLUMNS = (
+    ThreadRow.id,
+    ThreadRow.title,
+    ThreadRow.meta.label("meta"),
+    ThreadRow.created_at,
+    ThreadRow.updated_at,
+    ThreadRow.parent_id,
+    ThreadRow.fork_seq,
+    ThreadRow.last_seq,
+)
+
+#: The message columns reads select, in the order :func:`message_from_row` unpacks them.
+MESSAGE_COLUMNS = (
+    MessageRow.seq,
+    MessageRow.message,
+    MessageRow.tokens,
+    MessageRow.encoding,
+    MessageRow.status,
+    MessageRow.usage,
+    MessageRow.created_at,
+    MessageRow.meta.label("meta"),
+    MessageRow.format,
+)
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_KNOWN_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id", "refusal"})
+_new = object.__new__
+_set = object.__setattr__
+
+
+def trusted_message(d: Mapping[str, Any]) -> Message:
+    """Rebuild a :class:`Message` from a payload convkit validated when it was written.
+
+    The same value ``Message.from_openai(d)`` returns (a test holds the two to each other), made
+    without the role and shape checks: the payload is ``to_openai()`` of a message that passed
+    them. Content parts and tool calls are rebuilt by their own constructors, which check little.
+    """
+    content = d.get("content")
+    if content is not None and not isinstance(content, str):
+        content = tuple(part_from_openai(p, f"content[{i}]") for i, p in enumerate(content))
+    calls = d.get("tool_calls")
+    if calls is not None:
+        calls = tuple(ToolCall.from_openai(c, f"tool_calls[{i}]") for i, c in enumerate(calls))
+    nulls: frozenset[str] = frozenset()
+    extra: Mapping[str, Any] = _EMPTY
+    if len(d) > 2 or content is None:  # anything beyond {"role": ..., "content": ...}
+        nulls = frozenset(k for k in _KNOWN_KEYS if k in d and d[k] is None)
+        unknown = {k: v for k, v in d.items() if k not in _KNOWN_KEYS}
+        if unknown:
+            extra = MappingProxyType(unknown)
+    m: Message = _new(Message)
+    _set(m, "role", d["role"])
+    _set(m, "content", content)
+    _set(m, "name", d.get("name"))
+    _set(m, "tool_calls", calls)
+    _set(m, "tool_call_id", d.get("tool_call_id"))
+    _set(m, "refusal", d.get("refusal"))
+    _set(m, "extra", extra)
+    _set(m, "explicit_nulls", nulls)
+    return m
+
+
+def _trusted_usage(d: Mapping[str, Any]) -> Usage:
+    u: Usage = _new(Usage)
+    extra = {k: v for k, v in d.items() if k not in _USAGE_KEYS}
+    _set(u, "prompt_tokens", d.get("prompt_tokens", 0))
+    _set(u, "completion_tokens", d.get("completion_tokens", 0))
+    _set(u, "total_tokens", d.get("total_tokens", 0))
+    _set(u, "extra", MappingProxyType(extra) if extra else _EMPTY)
+    return u
+
+
+_USAGE_KEYS = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"})
+
+
+def thread_from_row(row: Any) -> Thread:
+    """Build the :class:`Thread` value of a row (a :class:`ThreadRow` or a selected row)."""
     return Thread(
         id=row.id,
         title=row.title,
@@ -172,19 +295,29 @@ def thread_from_row(row: ThreadRow) -> Thread:
     )
 
 
-def message_from_row(row: MessageRow, thread_id: str | None = None) -> StoredMessage:
-    """Build the :class:`StoredMessage` of a row (``thread_id`` overrides, for forks)."""
-    return StoredMessage(
-        thread_id=thread_id or row.thread_id,
-        seq=row.seq,
-        message=Message.from_openai(row.message),
-        tokens=row.tokens,
-        encoding=row.encoding,
-        status=row.status,  # type: ignore[arg-type]  # the check constraint keeps it valid
-        usage=Usage.from_openai(row.usage) if row.usage is not None else None,
-        created_at=row.created_at,
-        metadata=row.meta or {},
-    )
+def message_from_row(row: Sequence[Any], thread_id: str) -> StoredMessage:
+    """Build the :class:`StoredMessage` of a row selected with :data:`MESSAGE_COLUMNS`.
+
+    ``thread_id`` is the thread the row is read for (a fork's id, for history it shares).
+    """
+    seq, payload, tokens, encoding, status, usage, created_at, meta, fmt = row
+    if fmt == ROW_FORMAT:
+        message = trusted_message(payload)
+        usage_value = None if usage is None else _trusted_usage(usage)
+    else:  # written by an older convkit: check it as any outside input
+        message = Message.from_openai(payload)
+        usage_value = None if usage is None else Usage.from_openai(usage)
+    stored: StoredMessage = _new(StoredMessage)
+    _set(stored, "thread_id", thread_id)
+    _set(stored, "seq", seq)
+    _set(stored, "message", message)
+    _set(stored, "tokens", tokens)
+    _set(stored, "encoding", encoding)
+    _set(stored, "status", status)
+    _set(stored, "usage", usage_value)
+    _set(stored, "created_at", created_at)  # UTCDateTime hands out aware UTC values
+    _set(stored, "metadata", MappingProxyType(meta) if meta else EMPTY_MAPPING)
+    return stored
 
 
 def summary_from_row(row: SummaryRow, thread_id: str | None = None) -> Summary:
