@@ -152,8 +152,9 @@ class AsyncStore:
                 raise
         with database_errors(self.url):
             if core:
-                # Appends use Core statements only: a bare connection skips the ORM session.
-                async with self._write_engine.begin() as conn:
+                # Core statements only: a bare connection skips the ORM session's bookkeeping.
+                engine = self._write_engine if write else self.engine
+                async with engine.begin() as conn:
                     return await drive(op, conn)
             maker = self._writes if write else self._reads
             async with maker() as session, session.begin():
@@ -170,11 +171,11 @@ class AsyncStore:
     ) -> Thread:
         """Create an empty thread (``thread_id`` defaults to a random 32-hex id)."""
         op = self._base._prepare_create_thread(title, metadata, thread_id)
-        return await self._run(op, write=True)
+        return await self._run(op, write=True, core=True)
 
     async def get_thread(self, thread_id: str) -> Thread:
         """Return a thread; raise :class:`~convkit.ThreadNotFoundError` if there is none."""
-        return await self._run(_sql.get_thread(thread_id), write=False)
+        return await self._run(_sql.get_thread(thread_id), write=False, core=True)
 
     async def list_threads(
         self,
@@ -188,18 +189,18 @@ class AsyncStore:
         op = self._base._prepare_list_threads(
             self.engine.dialect.name, limit, cursor, metadata, order
         )
-        return await self._run(op, write=False)
+        return await self._run(op, write=False, core=True)
 
     async def update_thread(
         self, thread_id: str, *, title: Any = UNSET, metadata: Any = UNSET
     ) -> Thread:
         """Set a thread's title and/or replace its metadata; return the updated thread."""
         op = self._base._prepare_update_thread(thread_id, title, metadata)
-        return await self._run(op, write=True)
+        return await self._run(op, write=True, core=True)
 
     async def delete_thread(self, thread_id: str) -> None:
         """Delete a thread with its messages and summaries (its forks keep their history)."""
-        await self._run(_sql.delete_thread(thread_id), write=True)
+        await self._run(_sql.delete_thread(thread_id), write=True, core=True)
 
     async def fork(
         self,
@@ -211,7 +212,7 @@ class AsyncStore:
     ) -> Thread:
         """Start a thread sharing ``thread_id``'s history up to ``at_seq`` (see ``Store.fork``)."""
         op = self._base._prepare_fork(thread_id, at_seq, title, metadata)
-        return await self._run(op, write=True)
+        return await self._run(op, write=True, core=True)
 
     # ---- messages
 
@@ -253,7 +254,7 @@ class AsyncStore:
     ) -> list[StoredMessage]:
         """Messages in chronological order: all, the ``last`` N, or those after ``after_seq``."""
         op = self._base._prepare_messages(thread_id, last, after_seq, limit)
-        return await self._run(op, write=False)
+        return await self._run(op, write=False, core=True)
 
     async def window(
         self, thread_id: str, budget: int, *, include_incomplete: bool = True
@@ -263,7 +264,7 @@ class AsyncStore:
         See :meth:`Store.window <convkit.store.Store.window>`.
         """
         op = self._base._prepare_window(thread_id, budget, include_incomplete)
-        return await self._run(op, write=False)
+        return await self._run(op, write=False, core=True)
 
     # ---- summaries
 
@@ -299,4 +300,4 @@ class AsyncStore:
         self, source: Iterable[str] | str | IO[str], *, thread_id: str | None = None
     ) -> Thread:
         """Create a new thread from an export, checked whole before anything is written."""
-        return await self._run(self._base._prepare_import(source, thread_id), write=True)
+        return await self._run(self._base._prepare_import(source, thread_id), write=True, core=True)

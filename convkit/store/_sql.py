@@ -51,6 +51,7 @@ from convkit.store._rows import (
     ThreadRow,
     UTCDateTime,
     message_from_row,
+    messages_from_rows,
     summary_from_row,
     thread_from_row,
 )
@@ -382,6 +383,16 @@ def append(thread_id: str, rows: list[dict[str, Any]], now: datetime, dialect: s
 
 
 _MESSAGES = select(*MESSAGE_COLUMNS)
+_m = messages_t.c
+# The page statements are built once (no construction or cache-key work per call) and take
+# the seq range as parameters: ``lo < seq <= hi`` of one thread, an index range scan.
+_IN_RANGE = _MESSAGES.where(
+    _m.thread_id == bindparam("tid"),
+    _m.seq > bindparam("lo", type_=Integer),
+    _m.seq <= bindparam("hi", type_=Integer),
+)
+_RANGE_ASC = _IN_RANGE.order_by(_m.seq)
+_RANGE_DESC = _IN_RANGE.order_by(_m.seq.desc())
 
 
 def _page(segment: Segment, *, below: int | None, above: int, limit: int | None, desc: bool) -> Q:
@@ -397,18 +408,17 @@ def _page(segment: Segment, *, below: int | None, above: int, limit: int | None,
         else (below if segment.cap is None else min(below, segment.cap))
     )
     lower = max(above, segment.floor)
-    stmt = _MESSAGES.where(MessageRow.thread_id == segment.thread_id)
-    if upper is not None and limit is not None:
-        if desc:
-            lower = max(lower, upper - limit)
-        else:
-            upper = min(upper, lower + limit)
-        limit = None
     if upper is not None:
-        stmt = stmt.where(MessageRow.seq <= upper)
-    if lower > 0:
-        stmt = stmt.where(MessageRow.seq > lower)
-    stmt = stmt.order_by(MessageRow.seq.desc() if desc else MessageRow.seq)
+        if limit is not None:
+            if desc:
+                lower = max(lower, upper - limit)
+            else:
+                upper = min(upper, lower + limit)  # upper is a seq: no overflow
+        params = {"tid": segment.thread_id, "lo": lower, "hi": upper}
+        return Q(_RANGE_DESC if desc else _RANGE_ASC, params)
+    # No cap known (a segment built by hand): bounded by LIMIT instead.
+    stmt = _MESSAGES.where(_m.thread_id == segment.thread_id, _m.seq > lower)
+    stmt = stmt.order_by(_m.seq.desc() if desc else _m.seq)
     if limit is not None:
         stmt = stmt.limit(limit)
     return Q(stmt)
@@ -450,28 +460,60 @@ def walk_newest_first(
             page = _grow(page)
 
 
+# messages() of a thread that is not a fork, in one statement: the thread row (its last_seq
+# placing the range) joined to the rows of the range. One row with NULL message columns when
+# the range is empty, none when the thread does not exist. The join is a nested loop whose
+# inner side is an index range scan on (thread_id, seq): the plan cannot go wrong.
+_t = threads_t.c
+_IN_THREAD_RANGE = and_(
+    _m.thread_id == _t.id,
+    _m.seq > _t.last_seq - bindparam("last", type_=Integer),
+    _m.seq > bindparam("lo", type_=Integer),
+    _m.seq <= bindparam("hi", type_=Integer),
+)
+_NEWEST = (
+    select(*MESSAGE_COLUMNS, _t.last_seq, _t.parent_id, _t.fork_seq)
+    .select_from(threads_t.outerjoin(messages_t, _IN_THREAD_RANGE))
+    .where(_t.id == bindparam("tid"))
+    .order_by(_m.seq)
+)
+_ALL = 2**31 - 1  # "no bound" for the seq parameters (seq is a 32-bit column)
+
+
 def messages(
     thread_id: str, *, last: int | None, after_seq: int, limit: int | None
 ) -> Op[list[StoredMessage]]:
     """Messages in chronological order: the ``last`` newest, or those after ``after_seq``.
 
     The thread's ``last_seq`` says where every wanted row is: the newest N are the seq range
-    ``(last_seq - N, last_seq]``, one range query per segment it touches, oldest first.
+    ``(last_seq - N, last_seq]``. A thread that is not a fork (or whose wanted range lies after
+    its fork point) is read in one statement; otherwise one range query per segment it touches.
     """
+    hi = _ALL if last is not None or limit is None else min(_ALL, after_seq + limit)
+    params = {"tid": thread_id, "last": _ALL if last is None else last, "lo": after_seq, "hi": hi}
+    rows = (yield Q(_NEWEST, params)).all()
+    if not rows:
+        raise ThreadNotFoundError(thread_id)
+    head = rows[0]
+    last_seq, parent_id, fork_seq = head[9], head[10], head[11]
+    low = after_seq if last is None else max(after_seq, last_seq - last)
+    if parent_id is None or fork_seq is None or low >= fork_seq:
+        if head[0] is None:
+            return []
+        return messages_from_rows(rows, thread_id)
+    # A fork whose wanted range reaches into shared history: read it segment by segment.
     row, segments = yield from lineage(thread_id)
-    low = after_seq
     high: int = row.last_seq
-    if last is not None:
-        low = max(low, high - last)
-    elif limit is not None:
+    low = after_seq if last is None else max(after_seq, high - last)
+    if last is None and limit is not None:
         high = min(high, low + limit)
     out: list[StoredMessage] = []
     for segment in reversed(segments):  # oldest segment first
         top = high if segment.cap is None else min(high, segment.cap)
         if top <= max(low, segment.floor):
             continue
-        rows = (yield _page(segment, below=top, above=low, limit=None, desc=False)).all()
-        out.extend(message_from_row(r, thread_id) for r in rows)
+        page = (yield _page(segment, below=top, above=low, limit=None, desc=False)).all()
+        out.extend(messages_from_rows(page, thread_id))
     return out
 
 
@@ -541,8 +583,8 @@ def export_lines(thread_id: str, emit: Callable[[str], None]) -> Op[None]:
         while True:
             stmt = _page(segment, below=None, above=after, limit=_EXPORT_PAGE, desc=False)
             rows = (yield stmt).all()
-            for r in rows:
-                emit(message_record(message_from_row(r, thread_id)))
+            for stored in messages_from_rows(rows, thread_id):
+                emit(message_record(stored))
             if rows:
                 after = rows[-1][0]
             if len(rows) < _EXPORT_PAGE or (segment.cap is not None and after >= segment.cap):

@@ -151,9 +151,9 @@ class Store:
         """Run one operation in its own transaction; database errors become StoreError."""
         with database_errors(self.url):
             if core:
-                # Appends use Core statements only: a bare connection skips the ORM session's
-                # bookkeeping, which is most of an append's cost.
-                with self._write_engine.begin() as conn:
+                # Core statements only (every operation but the summaries'): a bare connection
+                # skips the ORM session's bookkeeping, which was most of a read's cost.
+                with (self._write_engine if write else self.engine).begin() as conn:
                     return drive(op, conn)
             maker = self._writes if write else self._reads
             with maker() as session, session.begin():
@@ -169,11 +169,13 @@ class Store:
         thread_id: str | None = None,
     ) -> Thread:
         """Create an empty thread (``thread_id`` defaults to a random 32-hex id)."""
-        return self._run(self._base._prepare_create_thread(title, metadata, thread_id), write=True)
+        return self._run(
+            self._base._prepare_create_thread(title, metadata, thread_id), write=True, core=True
+        )
 
     def get_thread(self, thread_id: str) -> Thread:
         """Return a thread; raise :class:`~convkit.ThreadNotFoundError` if there is none."""
-        return self._run(_sql.get_thread(thread_id), write=False)
+        return self._run(_sql.get_thread(thread_id), write=False, core=True)
 
     def list_threads(
         self,
@@ -187,15 +189,17 @@ class Store:
         op = self._base._prepare_list_threads(
             self.engine.dialect.name, limit, cursor, metadata, order
         )
-        return self._run(op, write=False)
+        return self._run(op, write=False, core=True)
 
     def update_thread(self, thread_id: str, *, title: Any = UNSET, metadata: Any = UNSET) -> Thread:
         """Set a thread's title and/or replace its metadata; return the updated thread."""
-        return self._run(self._base._prepare_update_thread(thread_id, title, metadata), write=True)
+        return self._run(
+            self._base._prepare_update_thread(thread_id, title, metadata), write=True, core=True
+        )
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete a thread with its messages and summaries (its forks keep their history)."""
-        self._run(_sql.delete_thread(thread_id), write=True)
+        self._run(_sql.delete_thread(thread_id), write=True, core=True)
 
     def fork(
         self,
@@ -210,7 +214,9 @@ class Store:
         Nothing is copied: the fork reads its parent's rows up to the fork point, then its own,
         whose ``seq`` continues from ``at_seq + 1``. Title and metadata default to the parent's.
         """
-        return self._run(self._base._prepare_fork(thread_id, at_seq, title, metadata), write=True)
+        return self._run(
+            self._base._prepare_fork(thread_id, at_seq, title, metadata), write=True, core=True
+        )
 
     # ---- messages
 
@@ -256,7 +262,7 @@ class Store:
         read from ``after_seq``. Only the rows returned are read.
         """
         return self._run(
-            self._base._prepare_messages(thread_id, last, after_seq, limit), write=False
+            self._base._prepare_messages(thread_id, last, after_seq, limit), write=False, core=True
         )
 
     def window(
@@ -274,7 +280,7 @@ class Store:
         and reply priming are the caller's to subtract. Only the window's rows are read.
         """
         op = self._base._prepare_window(thread_id, budget, include_incomplete)
-        return self._run(op, write=False)
+        return self._run(op, write=False, core=True)
 
     # ---- summaries
 
@@ -309,4 +315,4 @@ class Store:
         self, source: Iterable[str] | str | IO[str], *, thread_id: str | None = None
     ) -> Thread:
         """Create a new thread from an export, checked whole before anything is written."""
-        return self._run(self._base._prepare_import(source, thread_id), write=True)
+        return self._run(self._base._prepare_import(source, thread_id), write=True, core=True)
