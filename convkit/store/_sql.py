@@ -494,7 +494,7 @@ def messages(
     rows = (yield Q(_NEWEST, params)).all()
     if not rows:
         raise ThreadNotFoundError(thread_id)
-    head = rows[0]
+    head: Any = rows[0]
     last_seq, parent_id, fork_seq = head[9], head[10], head[11]
     low = after_seq if last is None else max(after_seq, last_seq - last)
     if parent_id is None or fork_seq is None or low >= fork_seq:

@@ -34,7 +34,7 @@ def _write_line(out: IO[str], line: str) -> None:
     out.write(line + "\n")
 
 
-__all__ = ["Store"]
+__all__ = ["Store", "SyncRunner"]
 
 T = TypeVar("T")
 
@@ -56,6 +56,32 @@ def drive(op: _sql.Op[T], session: Session | Connection) -> T:
     except StopIteration as stop:
         value: T = stop.value
         return value
+
+
+class SyncRunner:
+    """Runs operations, each in its own transaction, on a sync engine.
+
+    :class:`Store` runs everything through one; :class:`~convkit.store.AsyncStore` runs its
+    SQLite operations through one in worker threads (one thread hop per operation, where
+    aiosqlite would take several per statement).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.write_engine = engine.execution_options(**WRITE)
+        self._reads = sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._writes = sessionmaker(self.write_engine, expire_on_commit=False, autoflush=False)
+
+    def run(self, op: _sql.Op[T], *, write: bool, core: bool) -> T:
+        """Run ``op`` in a transaction: a bare connection for Core-only operations."""
+        if core:
+            # Core statements only (every operation but the summaries'): a bare connection
+            # skips the ORM session's bookkeeping, which was most of a read's cost.
+            with (self.write_engine if write else self.engine).begin() as conn:
+                return drive(op, conn)
+        maker = self._writes if write else self._reads
+        with maker() as session, session.begin():
+            return drive(op, session)
 
 
 class Store:
@@ -101,9 +127,7 @@ class Store:
         ensure_sqlite_dir(self.url)
         self.engine: Engine = make_sync_engine(self.url, engine_options)
         self._dialect = self.engine.dialect.name
-        self._write_engine = self.engine.execution_options(**WRITE)
-        self._reads = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
-        self._writes = sessionmaker(self._write_engine, expire_on_commit=False, autoflush=False)
+        self._runner = SyncRunner(self.engine)
         try:
             self._open(create_tables or self._base._is_default)
         except BaseException:
@@ -150,14 +174,7 @@ class Store:
     def _run(self, op: _sql.Op[T], *, write: bool, core: bool = False) -> T:
         """Run one operation in its own transaction; database errors become StoreError."""
         with database_errors(self.url):
-            if core:
-                # Core statements only (every operation but the summaries'): a bare connection
-                # skips the ORM session's bookkeeping, which was most of a read's cost.
-                with (self._write_engine if write else self.engine).begin() as conn:
-                    return drive(op, conn)
-            maker = self._writes if write else self._reads
-            with maker() as session, session.begin():
-                return drive(op, session)
+            return self._runner.run(op, write=write, core=core)
 
     # ---- threads
 
