@@ -292,7 +292,7 @@ class AsyncStore:
         limit: int | None = None,
     ) -> list[StoredMessage]:
         """Messages in chronological order: all, the ``last`` N, or those after ``after_seq``."""
-        op = self._base._prepare_messages(thread_id, last, after_seq, limit)
+        op = self._base._prepare_messages(thread_id, last, after_seq, limit, self._dialect)
         return await self._run(op, write=False, core=True)
 
     async def window(

@@ -327,7 +327,12 @@ class StoreBase:
         return _sql.append(thread_id, [row for row, _ in prepared], now, dialect), stored
 
     def _prepare_messages(
-        self, thread_id: str, last: int | None, after_seq: int | None, limit: int | None
+        self,
+        thread_id: str,
+        last: int | None,
+        after_seq: int | None,
+        limit: int | None,
+        dialect: str,
     ) -> _sql.Op[list[StoredMessage]]:
         check_thread_id(thread_id)
         if last is not None:
@@ -335,7 +340,9 @@ class StoreBase:
         if limit is not None:
             check_seq(limit, "limit")
         after = 0 if after_seq is None else check_seq(after_seq, "after_seq")
-        return _sql.messages(thread_id, last=last, after_seq=after, limit=limit)
+        return _sql.messages(
+            thread_id, last=last, after_seq=after, limit=limit, join=dialect == "sqlite"
+        )
 
     def _prepare_window(
         self, thread_id: str, budget: int, include_incomplete: bool

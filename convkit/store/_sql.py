@@ -17,6 +17,7 @@ import base64
 import json
 from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from sqlalchemy import (
@@ -460,10 +461,15 @@ def walk_newest_first(
             page = _grow(page)
 
 
-# messages() of a thread that is not a fork, in one statement: the thread row (its last_seq
-# placing the range) joined to the rows of the range. One row with NULL message columns when
-# the range is empty, none when the thread does not exist. The join is a nested loop whose
-# inner side is an index range scan on (thread_id, seq): the plan cannot go wrong.
+# SQLite: messages() of a thread that is not a fork in one statement, the thread row (its
+# last_seq placing the range) joined to the rows of the range. One row with NULL message
+# columns when the range is empty, none when the thread does not exist. SQLite keeps the outer
+# table of a LEFT JOIN outer, so the inner side is always the range scan on (thread_id, seq).
+# No ORDER BY: with statistics saying the threads table is tiny SQLite may scan it instead of
+# using its key, then sort the join; the rows are put in seq order here (a linear pass).
+# PostgreSQL gets two statements instead: with the bound known only at run time, its planner
+# may hash-join the whole thread (seen after ANALYZE on a skewed table); a range of constants
+# is an index range scan whatever the statistics say.
 _t = threads_t.c
 _IN_THREAD_RANGE = and_(
     _m.thread_id == _t.id,
@@ -475,23 +481,26 @@ _NEWEST = (
     select(*MESSAGE_COLUMNS, _t.last_seq, _t.parent_id, _t.fork_seq)
     .select_from(threads_t.outerjoin(messages_t, _IN_THREAD_RANGE))
     .where(_t.id == bindparam("tid"))
-    .order_by(_m.seq)
 )
+_by_seq = itemgetter(0)
 _ALL = 2**31 - 1  # "no bound" for the seq parameters (seq is a 32-bit column)
 
 
 def messages(
-    thread_id: str, *, last: int | None, after_seq: int, limit: int | None
+    thread_id: str, *, last: int | None, after_seq: int, limit: int | None, join: bool = False
 ) -> Op[list[StoredMessage]]:
     """Messages in chronological order: the ``last`` newest, or those after ``after_seq``.
 
     The thread's ``last_seq`` says where every wanted row is: the newest N are the seq range
-    ``(last_seq - N, last_seq]``. A thread that is not a fork (or whose wanted range lies after
-    its fork point) is read in one statement; otherwise one range query per segment it touches.
+    ``(last_seq - N, last_seq]``, one range query per segment it touches. With ``join``
+    (SQLite), a thread that is not a fork (or whose wanted range lies after its fork point) is
+    read in one statement.
     """
+    if not join:
+        return (yield from _messages_by_segment(thread_id, last, after_seq, limit))
     hi = _ALL if last is not None or limit is None else min(_ALL, after_seq + limit)
     params = {"tid": thread_id, "last": _ALL if last is None else last, "lo": after_seq, "hi": hi}
-    rows = (yield Q(_NEWEST, params)).all()
+    rows = list((yield Q(_NEWEST, params)).all())
     if not rows:
         raise ThreadNotFoundError(thread_id)
     head: Any = rows[0]
@@ -500,8 +509,15 @@ def messages(
     if parent_id is None or fork_seq is None or low >= fork_seq:
         if head[0] is None:
             return []
+        rows.sort(key=_by_seq)
         return messages_from_rows(rows, thread_id)
     # A fork whose wanted range reaches into shared history: read it segment by segment.
+    return (yield from _messages_by_segment(thread_id, last, after_seq, limit))
+
+
+def _messages_by_segment(
+    thread_id: str, last: int | None, after_seq: int, limit: int | None
+) -> Op[list[StoredMessage]]:
     row, segments = yield from lineage(thread_id)
     high: int = row.last_seq
     low = after_seq if last is None else max(after_seq, high - last)

@@ -279,7 +279,9 @@ class Store:
         read from ``after_seq``. Only the rows returned are read.
         """
         return self._run(
-            self._base._prepare_messages(thread_id, last, after_seq, limit), write=False, core=True
+            self._base._prepare_messages(thread_id, last, after_seq, limit, self._dialect),
+            write=False,
+            core=True,
         )
 
     def window(

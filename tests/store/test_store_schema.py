@@ -74,7 +74,9 @@ def test_older_and_newer_schemas_are_named(store_url: URL, monkeypatch: pytest.M
         # an older revision this convkit knows about: told to run the upgrade command
         monkeypatch.setattr(engine_mod, "_known_revisions", lambda: ["0001", "0000"])
         _stamp(store_url, "0000")
-        with pytest.raises(SchemaVersionError, match=rf"older than {HEAD_REVISION}.*convkit db upgrade --url"):
+        with pytest.raises(
+            SchemaVersionError, match=rf"older than {HEAD_REVISION}.*convkit db upgrade --url"
+        ):
             Store(store_url)
     finally:
         _stamp(store_url, HEAD_REVISION)  # the PostgreSQL database is shared by the session
