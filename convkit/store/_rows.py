@@ -100,13 +100,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().result_processor(dialect, coltype)
         # SQLite hands back the text SQLAlchemy wrote ("2026-12-01 15:31:46.123456"):
-        # datetime.fromisoformat (C) parses it several times faster than the generic
-        # regex-based processor, which matters on every row read.
+        # datetime.fromisoformat (C) parses it with the offset appended (giving the
+        # timezone.utc singleton) ~8x faster than the generic regex-based processor followed
+        # by .replace(tzinfo=...), which matters on every row read.
         parse = datetime.fromisoformat
-        utc = timezone.utc
 
         def process(value: str | None) -> datetime | None:
-            return None if value is None else parse(value).replace(tzinfo=utc)
+            return None if value is None else parse(value + "+00:00")
 
         return process
 
@@ -255,7 +255,52 @@ MESSAGE_COLUMNS = (
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _KNOWN_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id", "refusal"})
 _new = object.__new__
-_set = object.__setattr__
+_NO_NULLS: frozenset[str] = frozenset()
+
+
+def _setters(cls: type, *names: str) -> tuple[Any, ...]:
+    # The slot descriptors' own __set__: what a frozen attrs class's __init__ does through
+    # object.__setattr__, minus the attribute lookup by name (about half the cost per field,
+    # and a read sets 17 fields a row).
+    return tuple(cls.__dict__[n].__set__ for n in names)
+
+
+(_m_role, _m_content, _m_name, _m_calls, _m_call_id, _m_refusal, _m_extra, _m_nulls) = _setters(
+    Message,
+    "role",
+    "content",
+    "name",
+    "tool_calls",
+    "tool_call_id",
+    "refusal",
+    "extra",
+    "explicit_nulls",
+)
+(
+    _s_thread,
+    _s_seq,
+    _s_message,
+    _s_tokens,
+    _s_encoding,
+    _s_status,
+    _s_usage,
+    _s_created,
+    _s_meta,
+) = _setters(
+    StoredMessage,
+    "thread_id",
+    "seq",
+    "message",
+    "tokens",
+    "encoding",
+    "status",
+    "usage",
+    "created_at",
+    "metadata",
+)
+_u_prompt, _u_completion, _u_total, _u_extra = _setters(
+    Usage, "prompt_tokens", "completion_tokens", "total_tokens", "extra"
+)
 
 
 def trusted_message(d: Mapping[str, Any]) -> Message:
@@ -271,32 +316,34 @@ def trusted_message(d: Mapping[str, Any]) -> Message:
     calls = d.get("tool_calls")
     if calls is not None:
         calls = tuple(ToolCall.from_openai(c, f"tool_calls[{i}]") for i, c in enumerate(calls))
-    nulls: frozenset[str] = frozenset()
-    extra: Mapping[str, Any] = _EMPTY
-    if len(d) > 2 or content is None:  # anything beyond {"role": ..., "content": ...}
-        nulls = frozenset(k for k in _KNOWN_KEYS if k in d and d[k] is None)
-        unknown = {k: v for k, v in d.items() if k not in _KNOWN_KEYS}
-        if unknown:
-            extra = MappingProxyType(unknown)
     m: Message = _new(Message)
-    _set(m, "role", d["role"])
-    _set(m, "content", content)
-    _set(m, "name", d.get("name"))
-    _set(m, "tool_calls", calls)
-    _set(m, "tool_call_id", d.get("tool_call_id"))
-    _set(m, "refusal", d.get("refusal"))
-    _set(m, "extra", extra)
-    _set(m, "explicit_nulls", nulls)
+    _m_role(m, d["role"])
+    _m_content(m, content)
+    if len(d) == 2 and content is not None:  # {"role": ..., "content": ...}: most rows
+        _m_name(m, None)
+        _m_calls(m, None)
+        _m_call_id(m, None)
+        _m_refusal(m, None)
+        _m_extra(m, _EMPTY)
+        _m_nulls(m, _NO_NULLS)
+        return m
+    unknown = {k: v for k, v in d.items() if k not in _KNOWN_KEYS}
+    _m_name(m, d.get("name"))
+    _m_calls(m, calls)
+    _m_call_id(m, d.get("tool_call_id"))
+    _m_refusal(m, d.get("refusal"))
+    _m_extra(m, MappingProxyType(unknown) if unknown else _EMPTY)
+    _m_nulls(m, frozenset(k for k in _KNOWN_KEYS if k in d and d[k] is None))
     return m
 
 
 def _trusted_usage(d: Mapping[str, Any]) -> Usage:
     u: Usage = _new(Usage)
     extra = {k: v for k, v in d.items() if k not in _USAGE_KEYS}
-    _set(u, "prompt_tokens", d.get("prompt_tokens", 0))
-    _set(u, "completion_tokens", d.get("completion_tokens", 0))
-    _set(u, "total_tokens", d.get("total_tokens", 0))
-    _set(u, "extra", MappingProxyType(extra) if extra else _EMPTY)
+    _u_prompt(u, d.get("prompt_tokens", 0))
+    _u_completion(u, d.get("completion_tokens", 0))
+    _u_total(u, d.get("total_tokens", 0))
+    _u_extra(u, MappingProxyType(extra) if extra else _EMPTY)
     return u
 
 
@@ -334,15 +381,15 @@ def message_from_row(row: Sequence[Any], thread_id: str, payload: Any = None) ->
         usage_value = None if usage is None else Usage.from_openai(usage)
     meta = row[7]
     stored: StoredMessage = _new(StoredMessage)
-    _set(stored, "thread_id", thread_id)
-    _set(stored, "seq", row[0])
-    _set(stored, "message", message)
-    _set(stored, "tokens", row[2])
-    _set(stored, "encoding", row[3])
-    _set(stored, "status", row[4])
-    _set(stored, "usage", usage_value)
-    _set(stored, "created_at", row[6])  # UTCDateTime hands out aware UTC values
-    _set(stored, "metadata", MappingProxyType(meta) if meta else EMPTY_MAPPING)
+    _s_thread(stored, thread_id)
+    _s_seq(stored, row[0])
+    _s_message(stored, message)
+    _s_tokens(stored, row[2])
+    _s_encoding(stored, row[3])
+    _s_status(stored, row[4])
+    _s_usage(stored, usage_value)
+    _s_created(stored, row[6])  # UTCDateTime hands out aware UTC values
+    _s_meta(stored, MappingProxyType(meta) if meta else EMPTY_MAPPING)
     return stored
 
 
