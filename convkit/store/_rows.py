@@ -246,9 +246,11 @@ MESSAGE_COLUMNS = (
     _messages.tokens,
     _messages.encoding,
     _messages.status,
-    _messages.usage,
+    # usage and metadata are NULL on most rows: read as text and decoded here when present,
+    # they cost no result processor call per row.
+    cast(_messages.usage, Text).label("usage"),
     _messages.created_at,
-    _messages.metadata.label("meta"),
+    cast(_messages.metadata, Text).label("meta"),
     _messages.format,
 )
 
@@ -375,11 +377,13 @@ def message_from_row(row: Sequence[Any], thread_id: str, payload: Any = None) ->
     usage, fmt = row[5], row[8]
     if fmt == ROW_FORMAT:
         message = trusted_message(payload)
-        usage_value = None if usage is None else _trusted_usage(usage)
+        usage_value = None if usage is None else _trusted_usage(json.loads(usage))
     else:  # written by an older convkit: check it as any outside input
         message = Message.from_openai(payload)
-        usage_value = None if usage is None else Usage.from_openai(usage)
+        usage_value = None if usage is None else Usage.from_openai(json.loads(usage))
     meta = row[7]
+    if meta is not None:
+        meta = json.loads(meta)
     stored: StoredMessage = _new(StoredMessage)
     _s_thread(stored, thread_id)
     _s_seq(stored, row[0])
