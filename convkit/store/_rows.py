@@ -96,6 +96,22 @@ class UTCDateTime(TypeDecorator[datetime]):
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)  # one tzinfo object on every backend
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        utc = timezone.utc
+
+        # The text SQLAlchemy's SQLite DATETIME writes ("2026-12-01 15:31:46.123456", which
+        # sorts as time does), made by isoformat in C.
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            return value.astimezone(utc).isoformat(" ", "microseconds")[:26]
+
+        return process
+
     def result_processor(self, dialect: Dialect, coltype: object) -> Any:
         if dialect.name != "sqlite":
             return super().result_processor(dialect, coltype)
