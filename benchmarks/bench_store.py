@@ -654,6 +654,59 @@ def run_postgres(appends: int, sizes: list[int], repeat: int) -> str:
     )
 
 
+def run_hops(appends: int, sizes: list[int], repeat: int) -> str:
+    """What a statement costs through aiosqlite, against one thread hop (why AsyncStore on
+    SQLite runs each operation on a worker thread instead)."""
+    import sqlite3
+
+    import aiosqlite
+
+    tmp = Path(tempfile.mkdtemp(prefix="convkit-bench-"))
+    path = str(tmp / "hops.sqlite3")
+    n = 3000
+
+    async def through_aiosqlite() -> float:
+        async with aiosqlite.connect(path) as conn:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                cur = await conn.execute("SELECT 1")
+                await cur.fetchall()
+                await cur.close()
+            return (time.perf_counter() - t0) / n
+
+    raw = sqlite3.connect(path, check_same_thread=False)
+
+    def statement() -> list[Any]:
+        cur = raw.execute("SELECT 1")
+        rows = cur.fetchall()
+        cur.close()
+        return rows
+
+    async def one_hop() -> float:
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await loop.run_in_executor(None, statement)
+        return (time.perf_counter() - t0) / n
+
+    t0 = time.perf_counter()
+    for _ in range(n):
+        statement()
+    direct = (time.perf_counter() - t0) / n
+    via_aiosqlite = min(asyncio.run(through_aiosqlite()) for _ in range(3))
+    via_hop = min(asyncio.run(one_hop()) for _ in range(3))
+    raw.close()
+    for p in tmp.iterdir():
+        p.unlink()
+    tmp.rmdir()
+    rows = [
+        ["sqlite3, in the calling thread", f"{direct * 1e6:.1f}"],
+        ["aiosqlite (execute, fetchall, close: three hops)", f"{via_aiosqlite * 1e6:.1f}"],
+        ["sqlite3 in a worker thread (one hop)", f"{via_hop * 1e6:.1f}"],
+    ]
+    return "### aiosqlite\n\n" + _table(["`SELECT 1`", "µs per statement"], rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--appends", type=int, default=5_000)
@@ -661,7 +714,9 @@ def main(argv: list[str] | None = None) -> int:
         "--sizes", default="1000,10000,100000", help="thread sizes, comma-separated"
     )
     parser.add_argument("--repeat", type=int, default=15, help="samples per read measurement")
-    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--backends", default="sqlite,postgresql,hops", help="sqlite, postgresql and/or hops"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="--appends 500 --sizes 1000,10000 --repeat 5"
     )
@@ -672,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"# convkit store benchmark (python {sys.version.split()[0]}, {os.cpu_count()} CPUs)\n")
     for backend in args.backends.split(","):
-        run = run_sqlite if backend == "sqlite" else run_postgres
+        run = {"sqlite": run_sqlite, "postgresql": run_postgres, "hops": run_hops}[backend]
         print(run(args.appends, sizes, args.repeat) + "\n", flush=True)
         print(f"  done: {backend} ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
     print(f"total time {time.perf_counter() - started:.0f}s")
