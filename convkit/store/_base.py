@@ -24,6 +24,7 @@ from convkit.messages import Message, MessageLike, Usage, as_message
 from convkit.store import _sql
 from convkit.store._engine import display_url, resolve_url
 from convkit.store._jsonl import parse_export
+from convkit.store._rows import ROW_FORMAT
 from convkit.store._values import (
     MAX_ENCODING_LENGTH,
     MAX_MODEL_LENGTH,
@@ -240,6 +241,7 @@ class StoreBase:
             "usage": usage,
             "created_at": now,
             "metadata": metadata or None,
+            "format": ROW_FORMAT,  # checked above: trusted when read back
         }
         # What the value handed back after the insert is built from (no re-read needed).
         parts = (message, tokens, encoding, status, usage, now, metadata)
@@ -327,7 +329,12 @@ class StoreBase:
         return _sql.append(thread_id, [row for row, _ in prepared], now, dialect), stored
 
     def _prepare_messages(
-        self, thread_id: str, last: int | None, after_seq: int | None, limit: int | None
+        self,
+        thread_id: str,
+        last: int | None,
+        after_seq: int | None,
+        limit: int | None,
+        dialect: str,
     ) -> _sql.Op[list[StoredMessage]]:
         check_thread_id(thread_id)
         if last is not None:
@@ -335,7 +342,9 @@ class StoreBase:
         if limit is not None:
             check_seq(limit, "limit")
         after = 0 if after_seq is None else check_seq(after_seq, "after_seq")
-        return _sql.messages(thread_id, last=last, after_seq=after, limit=limit)
+        return _sql.messages(
+            thread_id, last=last, after_seq=after, limit=limit, join=dialect == "sqlite"
+        )
 
     def _prepare_window(
         self,

@@ -2,11 +2,15 @@
 
 Sync and async engines get the same treatment:
 
-- SQLite: WAL journal, ``foreign_keys=ON``, a busy timeout, and transactions begun by convkit
+- SQLite: WAL journal, ``synchronous=FULL`` (every commit is on disk before it returns;
+  ``?synchronous=normal`` in the URL trades the last commits before a power cut or OS crash for
+  speed), ``foreign_keys=ON``, a busy timeout, and transactions begun by convkit
   (``BEGIN`` for reads, ``BEGIN IMMEDIATE`` for writes) instead of by the sqlite3 module, so a
   writer takes the write lock up front and waits its turn instead of failing with
   "database is locked" halfway through.
-- PostgreSQL through psycopg 3 (sync and async), or asyncpg for async if installed.
+- PostgreSQL through psycopg 3 (sync and async), or asyncpg for async if installed. psycopg
+  connections are made with ``prepare_threshold=None`` (no server-side prepared statements), so
+  the store works through PgBouncer in transaction pooling mode.
 
 Migrations are Alembic scripts shipped in ``convkit/store/migrations``; Alembic is configured in
 code (no ``alembic.ini``), so they run the same from a checkout or an installed wheel.
@@ -23,23 +27,27 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from convkit.errors import SchemaVersionError
+from convkit.errors import SchemaVersionError, StoreValueError
 from convkit.store._values import dump_json
 
 __all__ = [
     "DEFAULT_FILENAME",
     "ENV_URL",
     "HEAD_REVISION",
+    "SQLITE_SYNCHRONOUS",
+    "SYNCHRONOUS_PARAM",
     "WRITE",
     "async_url",
     "check_schema",
     "current_revision",
     "default_sqlite_url",
     "display_url",
+    "is_memory",
     "make_async_engine",
     "make_sync_engine",
     "resolve_url",
     "run_upgrade",
+    "sqlite_synchronous",
     "sync_url",
 ]
 
@@ -48,9 +56,14 @@ ENV_URL = "CONVKIT_DATABASE_URL"
 #: File name of the default SQLite database in the user data directory.
 DEFAULT_FILENAME = "convkit.sqlite3"
 #: The newest migration; a database at any other revision is refused until upgraded.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 #: Execution options that mark a write transaction (SQLite begins it IMMEDIATE).
 WRITE: Mapping[str, Any] = {"convkit_write": True}
+
+#: The SQLite URL query parameter choosing the durability mode (``?synchronous=normal``).
+SYNCHRONOUS_PARAM = "synchronous"
+#: SQLite ``synchronous`` modes a URL may ask for; the first is the default.
+SQLITE_SYNCHRONOUS = ("full", "normal")
 
 #: Milliseconds a SQLite connection waits for another writer before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -114,12 +127,33 @@ def display_url(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def _is_memory(url: URL) -> bool:
+def is_memory(url: URL) -> bool:
+    """Tell whether a SQLite URL names an in-memory database."""
     return url.database in (None, "", ":memory:") or "mode=memory" in str(url.query)
 
 
-def _sqlite_events(engine: Engine, url: URL) -> None:
-    memory = _is_memory(url)
+def sqlite_synchronous(url: URL) -> tuple[URL, str]:
+    """Split the ``synchronous`` query parameter off a SQLite URL: (URL for the driver, mode).
+
+    ``full`` (the default) makes every commit durable: it survives a power cut. ``normal``
+    (WAL mode) survives a crash of the process but may lose the last commits to an OS crash or
+    a power cut; the database is never corrupted either way. See ``docs/storage.md``.
+    """
+    if url.get_backend_name() != "sqlite" or SYNCHRONOUS_PARAM not in url.query:
+        return url, SQLITE_SYNCHRONOUS[0]
+    value = url.query[SYNCHRONOUS_PARAM]
+    mode = (value if isinstance(value, str) else value[-1]).lower()
+    if mode not in SQLITE_SYNCHRONOUS:
+        raise StoreValueError(
+            f"synchronous={mode!r} in the URL; expected one of {', '.join(SQLITE_SYNCHRONOUS)}",
+            field="url",
+        )
+    return url.difference_update_query([SYNCHRONOUS_PARAM]), mode
+
+
+def _sqlite_events(engine: Engine, url: URL, synchronous: str) -> None:
+    memory = is_memory(url)
+    pragma = f"PRAGMA synchronous = {synchronous.upper()}"  # one of SQLITE_SYNCHRONOUS
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -134,9 +168,10 @@ def _sqlite_events(engine: Engine, url: URL) -> None:
                 cursor.execute("PRAGMA journal_mode")
                 if str(cursor.fetchone()[0]).lower() != "wal":
                     cursor.execute("PRAGMA journal_mode = WAL")
-                # In WAL mode NORMAL never corrupts and never loses a committed transaction to
-                # a crashed process; only a power cut can take back the last commits.
-                cursor.execute("PRAGMA synchronous = NORMAL")
+                # FULL: the WAL is synced at every commit, so a commit that returned survives
+                # a power cut. NORMAL (opt-in): synced at checkpoints only; a crashed process
+                # loses nothing, an OS crash or power cut may take back the last commits.
+                cursor.execute(pragma)
         finally:
             cursor.close()
 
@@ -157,31 +192,42 @@ def _engine_args(url: URL, options: Mapping[str, Any] | None) -> dict[str, Any]:
     # server dropped fails one call and is then replaced; pass {"pool_pre_ping": True} to
     # trade that round trip for never seeing such a failure.
     args: dict[str, Any] = {"json_serializer": dump_json}
-    args.update(options or {})
+    if url.get_driver_name() in ("psycopg", "psycopg_async"):
+        # No server-side prepared statements: through PgBouncer in transaction pooling mode
+        # (before 1.21, or without max_prepared_statements) a statement prepared on one server
+        # connection is missing on the next ("prepared statement ... does not exist"). The
+        # store's statements are small; planning them each time costs little (measured in
+        # benchmarks/README.md). connect_args in engine_options can set it back.
+        args["connect_args"] = {"prepare_threshold": None}
+    for key, value in (options or {}).items():
+        if key == "connect_args" and "connect_args" in args:
+            args[key] = {**args[key], **value}
+        else:
+            args[key] = value
     return args
 
 
 def make_sync_engine(url: URL, options: Mapping[str, Any] | None = None) -> Engine:
     """Create the sync engine for ``url`` (SQLite settings installed)."""
-    url = sync_url(url)
+    url, synchronous = sqlite_synchronous(sync_url(url))
     engine = create_engine(url, **_engine_args(url, options))
     if url.get_backend_name() == "sqlite":
-        _sqlite_events(engine, url)
+        _sqlite_events(engine, url, synchronous)
     return engine
 
 
 def make_async_engine(url: URL, options: Mapping[str, Any] | None = None) -> AsyncEngine:
     """Create the async engine for ``url`` (async driver mapped, SQLite settings installed)."""
-    url = async_url(url)
+    url, synchronous = sqlite_synchronous(async_url(url))
     engine = create_async_engine(url, **_engine_args(url, options))
     if url.get_backend_name() == "sqlite":
-        _sqlite_events(engine.sync_engine, url)
+        _sqlite_events(engine.sync_engine, url, synchronous)
     return engine
 
 
 def ensure_sqlite_dir(url: URL) -> None:
     """Create the directory of a SQLite file if it does not exist yet."""
-    if url.get_backend_name() == "sqlite" and not _is_memory(url) and url.database:
+    if url.get_backend_name() == "sqlite" and not is_memory(url) and url.database:
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 

@@ -1,14 +1,25 @@
 """SQLAlchemy 2.x row classes (the schema), kept apart from the attrs values, and converters.
 
-The row classes describe the tables; the migration in ``migrations/versions`` creates exactly
+The row classes describe the tables; the migrations in ``migrations/versions`` create exactly
 these (a test compares the two). Column limits come from ``_values`` (``MAX_ROLE_LENGTH``...),
 where the same constants validate every value before it is written. ``*_from_row`` build the
 frozen values the API returns.
+
+Validate on the way in, trust on the way out. Every message row convkit writes carries
+``format`` = :data:`ROW_FORMAT`: its payload is ``Message.to_openai()`` of a message that passed
+every check, its usage ``Usage.to_openai()`` of a checked usage. Such rows are turned back into
+values without running the checks again (:func:`trusted_message`); a row without a format (written
+before revision 0002) or with an unknown one goes through the full ``Message.from_openai``.
+Reads select plain columns (SQLAlchemy Core, no ORM identity map) and unpack them positionally
+(:data:`MESSAGE_COLUMNS`).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import (
@@ -19,33 +30,45 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
+    cast,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from convkit.messages import Message, Usage
+from convkit.messages import Message, ToolCall, Usage, part_from_openai
 from convkit.store._values import (
+    EMPTY_MAPPING,
     MAX_ENCODING_LENGTH,
     MAX_MODEL_LENGTH,
     MAX_ROLE_LENGTH,
     StoredMessage,
     Summary,
     Thread,
+    dump_json,
 )
 
 __all__ = [
+    "MESSAGE_COLUMNS",
+    "ROW_FORMAT",
+    "THREAD_COLUMNS",
     "Base",
     "MessageRow",
     "SummaryRow",
     "ThreadRow",
     "UTCDateTime",
     "message_from_row",
+    "messages_from_rows",
     "summary_from_row",
     "thread_from_row",
+    "trusted_message",
 ]
+
+#: Format of the message rows this convkit writes (``convkit_messages.format``): rows at this
+#: format were validated on the way in and are trusted on the way out.
+ROW_FORMAT = 1
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -73,10 +96,59 @@ class UTCDateTime(TypeDecorator[datetime]):
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)  # one tzinfo object on every backend
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        utc = timezone.utc
 
-# Thread metadata is JSONB on PostgreSQL so list_threads can filter with @> (GIN-indexable).
-# Message payloads stay plain JSON: stored byte for byte, cheaper to insert than jsonb.
-MetadataJSON = JSON().with_variant(JSONB(), "postgresql")
+        # The text SQLAlchemy's SQLite DATETIME writes ("2026-12-01 15:31:46.123456", which
+        # sorts as time does), made by isoformat in C.
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            return value.astimezone(utc).isoformat(" ", "microseconds")[:26]
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        # SQLite hands back the text SQLAlchemy wrote ("2026-12-01 15:31:46.123456"):
+        # datetime.fromisoformat (C) parses it with the offset appended (giving the
+        # timezone.utc singleton) ~8x faster than the generic regex-based processor followed
+        # by .replace(tzinfo=...), which matters on every row read.
+        parse = datetime.fromisoformat
+
+        def process(value: str | None) -> datetime | None:
+            return None if value is None else parse(value + "+00:00")
+
+        return process
+
+
+class JSONText(TypeDecorator[Any]):
+    """JSON kept as the text convkit wrote (compact, exact), decoded with ``json.loads``.
+
+    Used for thread metadata on PostgreSQL: ``jsonb`` would rewrite numbers (``1e16`` comes back
+    as ``10000000000000000``, ``-0.0`` as ``0``), while text returns every value exactly as given.
+    ``list_threads`` filters cast it to ``jsonb`` (an expression index serves the cast).
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else dump_json(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+# Thread metadata: SQLite's JSON is text already (stored as convkit serialized it); PostgreSQL
+# gets text too, for the same exactness (see JSONText). Message payloads are plain JSON, which
+# PostgreSQL also keeps as text.
+MetadataJSON = JSON().with_variant(JSONText(), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -103,8 +175,13 @@ class ThreadRow(Base):
     __table_args__ = (
         Index("ix_convkit_threads_created", "created_at", "id"),
         # Deliberately no index on updated_at: every append moves updated_at, and keeping such
-        # an index current doubled the pages each append writes (measured on SQLite).
+        # an index current cost appends 25-35% of their rate with synchronous=FULL (measured on
+        # SQLite; on PostgreSQL it would also rule out HOT updates of the thread row).
+        # list_threads(order="updated") sorts instead (benchmarks/README.md).
         Index("ix_convkit_threads_parent", "parent_id"),
+        # PostgreSQL also has ix_convkit_threads_metadata, a GIN index on (metadata::jsonb)
+        # for list_threads filters; it is created by migration 0002 only (an expression index
+        # on one backend, which the models cannot declare for both).
         CheckConstraint("last_seq >= 0", name="ck_convkit_threads_last_seq"),
     )
 
@@ -129,6 +206,8 @@ class MessageRow(Base):
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON(none_as_null=True))
+    # ROW_FORMAT for rows convkit validated before writing; NULL for rows older than 0002.
+    format: Mapped[int | None] = mapped_column(SmallInteger)
 
     __table_args__ = (
         CheckConstraint("status IN ('complete', 'incomplete')", name="ck_convkit_messages_status"),
@@ -160,8 +239,139 @@ class SummaryRow(Base):
     )
 
 
-def thread_from_row(row: ThreadRow) -> Thread:
-    """Build the :class:`Thread` value of a row."""
+_threads = ThreadRow.__table__.c
+_messages = MessageRow.__table__.c
+
+#: The thread columns every read selects (table columns: Core, no ORM entity loading),
+#: labelled like :class:`ThreadRow`'s attributes.
+THREAD_COLUMNS = (
+    _threads.id,
+    _threads.title,
+    _threads.metadata.label("meta"),
+    _threads.created_at,
+    _threads.updated_at,
+    _threads.parent_id,
+    _threads.fork_seq,
+    _threads.last_seq,
+)
+
+#: The message columns reads select, in the order :func:`message_from_row` unpacks them.
+MESSAGE_COLUMNS = (
+    _messages.seq,
+    # As text on both backends (psycopg would decode json itself, value by value): a page of
+    # payloads is decoded in one json.loads call (messages_from_rows).
+    cast(_messages.message, Text).label("message"),
+    _messages.tokens,
+    _messages.encoding,
+    _messages.status,
+    # usage and metadata are NULL on most rows: read as text and decoded here when present,
+    # they cost no result processor call per row.
+    cast(_messages.usage, Text).label("usage"),
+    _messages.created_at,
+    cast(_messages.metadata, Text).label("meta"),
+    _messages.format,
+)
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_KNOWN_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id", "refusal"})
+_new = object.__new__
+_NO_NULLS: frozenset[str] = frozenset()
+
+
+def _setters(cls: type, *names: str) -> tuple[Any, ...]:
+    # The slot descriptors' own __set__: what a frozen attrs class's __init__ does through
+    # object.__setattr__, minus the attribute lookup by name (about half the cost per field,
+    # and a read sets 17 fields a row).
+    return tuple(cls.__dict__[n].__set__ for n in names)
+
+
+(_m_role, _m_content, _m_name, _m_calls, _m_call_id, _m_refusal, _m_extra, _m_nulls) = _setters(
+    Message,
+    "role",
+    "content",
+    "name",
+    "tool_calls",
+    "tool_call_id",
+    "refusal",
+    "extra",
+    "explicit_nulls",
+)
+(
+    _s_thread,
+    _s_seq,
+    _s_message,
+    _s_tokens,
+    _s_encoding,
+    _s_status,
+    _s_usage,
+    _s_created,
+    _s_meta,
+) = _setters(
+    StoredMessage,
+    "thread_id",
+    "seq",
+    "message",
+    "tokens",
+    "encoding",
+    "status",
+    "usage",
+    "created_at",
+    "metadata",
+)
+_u_prompt, _u_completion, _u_total, _u_extra = _setters(
+    Usage, "prompt_tokens", "completion_tokens", "total_tokens", "extra"
+)
+
+
+def trusted_message(d: Mapping[str, Any]) -> Message:
+    """Rebuild a :class:`Message` from a payload convkit validated when it was written.
+
+    The same value ``Message.from_openai(d)`` returns (a test holds the two to each other), made
+    without the role and shape checks: the payload is ``to_openai()`` of a message that passed
+    them. Content parts and tool calls are rebuilt by their own constructors, which check little.
+    """
+    content = d.get("content")
+    if content is not None and not isinstance(content, str):
+        content = tuple(part_from_openai(p, f"content[{i}]") for i, p in enumerate(content))
+    calls = d.get("tool_calls")
+    if calls is not None:
+        calls = tuple(ToolCall.from_openai(c, f"tool_calls[{i}]") for i, c in enumerate(calls))
+    m: Message = _new(Message)
+    _m_role(m, d["role"])
+    _m_content(m, content)
+    if len(d) == 2 and content is not None:  # {"role": ..., "content": ...}: most rows
+        _m_name(m, None)
+        _m_calls(m, None)
+        _m_call_id(m, None)
+        _m_refusal(m, None)
+        _m_extra(m, _EMPTY)
+        _m_nulls(m, _NO_NULLS)
+        return m
+    unknown = {k: v for k, v in d.items() if k not in _KNOWN_KEYS}
+    _m_name(m, d.get("name"))
+    _m_calls(m, calls)
+    _m_call_id(m, d.get("tool_call_id"))
+    _m_refusal(m, d.get("refusal"))
+    _m_extra(m, MappingProxyType(unknown) if unknown else _EMPTY)
+    _m_nulls(m, frozenset(k for k in _KNOWN_KEYS if k in d and d[k] is None))
+    return m
+
+
+def _trusted_usage(d: Mapping[str, Any]) -> Usage:
+    u: Usage = _new(Usage)
+    extra = {k: v for k, v in d.items() if k not in _USAGE_KEYS}
+    _u_prompt(u, d.get("prompt_tokens", 0))
+    _u_completion(u, d.get("completion_tokens", 0))
+    _u_total(u, d.get("total_tokens", 0))
+    _u_extra(u, MappingProxyType(extra) if extra else _EMPTY)
+    return u
+
+
+_USAGE_KEYS = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"})
+
+
+def thread_from_row(row: Any) -> Thread:
+    """Build the :class:`Thread` value of a row (a :class:`ThreadRow` or a selected row)."""
     return Thread(
         id=row.id,
         title=row.title,
@@ -174,19 +384,43 @@ def thread_from_row(row: ThreadRow) -> Thread:
     )
 
 
-def message_from_row(row: MessageRow, thread_id: str | None = None) -> StoredMessage:
-    """Build the :class:`StoredMessage` of a row (``thread_id`` overrides, for forks)."""
-    return StoredMessage(
-        thread_id=thread_id or row.thread_id,
-        seq=row.seq,
-        message=Message.from_openai(row.message),
-        tokens=row.tokens,
-        encoding=row.encoding,
-        status=row.status,  # type: ignore[arg-type]  # the check constraint keeps it valid
-        usage=Usage.from_openai(row.usage) if row.usage is not None else None,
-        created_at=row.created_at,
-        metadata=row.meta or {},
-    )
+def message_from_row(row: Sequence[Any], thread_id: str, payload: Any = None) -> StoredMessage:
+    """Build the :class:`StoredMessage` of a row selected with :data:`MESSAGE_COLUMNS` first.
+
+    ``thread_id`` is the thread the row is read for (a fork's id, for history it shares);
+    ``payload`` is the decoded message column, when the caller decoded a page at once.
+    """
+    if payload is None:
+        payload = json.loads(row[1])
+    usage, fmt = row[5], row[8]
+    if fmt == ROW_FORMAT:
+        message = trusted_message(payload)
+        usage_value = None if usage is None else _trusted_usage(json.loads(usage))
+    else:  # written by an older convkit: check it as any outside input
+        message = Message.from_openai(payload)
+        usage_value = None if usage is None else Usage.from_openai(json.loads(usage))
+    meta = row[7]
+    if meta is not None:
+        meta = json.loads(meta)
+    stored: StoredMessage = _new(StoredMessage)
+    _s_thread(stored, thread_id)
+    _s_seq(stored, row[0])
+    _s_message(stored, message)
+    _s_tokens(stored, row[2])
+    _s_encoding(stored, row[3])
+    _s_status(stored, row[4])
+    _s_usage(stored, usage_value)
+    _s_created(stored, row[6])  # UTCDateTime hands out aware UTC values
+    _s_meta(stored, MappingProxyType(meta) if meta else EMPTY_MAPPING)
+    return stored
+
+
+def messages_from_rows(rows: Sequence[Sequence[Any]], thread_id: str) -> list[StoredMessage]:
+    """:func:`message_from_row` over a page, the payloads decoded in one ``json.loads`` call."""
+    if not rows:
+        return []
+    payloads = json.loads("[" + ",".join([r[1] for r in rows]) + "]")
+    return [message_from_row(r, thread_id, p) for r, p in zip(rows, payloads, strict=True)]
 
 
 def summary_from_row(row: SummaryRow, thread_id: str | None = None) -> Summary:

@@ -17,22 +17,24 @@ import base64
 import json
 from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from sqlalchemy import (
     Executable,
     Integer,
+    Row,
     Table,
     and_,
     bindparam,
+    cast,
     delete,
     exists,
     func,
     insert,
     literal,
-    or_,
     select,
-    type_coerce,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -44,11 +46,15 @@ from convkit.errors import ThreadNotFoundError
 from convkit.messages import Message
 from convkit.store._jsonl import message_record, summary_record, thread_record
 from convkit.store._rows import (
+    MESSAGE_COLUMNS,
+    ROW_FORMAT,
+    THREAD_COLUMNS,
     MessageRow,
     SummaryRow,
     ThreadRow,
     UTCDateTime,
     message_from_row,
+    messages_from_rows,
     summary_from_row,
     thread_from_row,
 )
@@ -74,10 +80,17 @@ Op = Generator[Q, Result[Any], T]
 
 
 class Segment(NamedTuple):
-    """Rows of thread ``thread_id`` with ``seq <= cap`` (None: no cap) belong to the history."""
+    """Rows of thread ``thread_id`` with ``floor < seq <= cap`` belong to the history.
+
+    ``seq`` is gap-free along a lineage, so a segment holds exactly ``cap - floor`` rows and
+    any seq range of it is read by an index range scan on ``(thread_id, seq)`` without a LIMIT:
+    the plan cannot depend on what the planner believes about the thread's size. ``cap`` None
+    (no upper bound known) falls back to LIMIT queries.
+    """
 
     thread_id: str
     cap: int | None
+    floor: int = 0
 
 
 # Pages of the newest-first walk grow geometrically: small windows cost one small query,
@@ -94,29 +107,39 @@ def _grow(page: int) -> int:
 # --------------------------------------------------------------------------- threads
 
 
-def _thread_row(thread_id: str, *, lock: bool = False) -> Op[ThreadRow]:
-    stmt = select(ThreadRow).where(ThreadRow.id == thread_id)
-    if lock:
-        # A row lock on PostgreSQL (SQLite ignores it; its write transactions are exclusive).
-        stmt = stmt.with_for_update()
-    row: ThreadRow | None = (yield Q(stmt)).scalars().one_or_none()
+_THREAD = select(*THREAD_COLUMNS).where(ThreadRow.id == bindparam("tid"))
+_THREAD_LOCKED = _THREAD.with_for_update()
+
+
+def _thread_row(thread_id: str, *, lock: bool = False) -> Op[Row[Any]]:
+    # A row lock on PostgreSQL (SQLite ignores it; its write transactions are exclusive).
+    row = (yield Q(_THREAD_LOCKED if lock else _THREAD, {"tid": thread_id})).one_or_none()
     if row is None:
         raise ThreadNotFoundError(thread_id)
     return row
 
 
-def lineage(thread_id: str) -> Op[tuple[ThreadRow, list[Segment]]]:
-    """Return a thread's row and the segments its history is read from, newest first."""
+def lineage(thread_id: str) -> Op[tuple[Row[Any], list[Segment]]]:
+    """Return a thread's row and the segments its history is read from, newest first.
+
+    The newest segment is capped at the thread's ``last_seq`` as read here, so every read of
+    one operation sees the same history even if an append commits in between.
+    """
     row = yield from _thread_row(thread_id)
-    segments = [Segment(row.id, None)]
+    found = [(row.id, row.last_seq)]
     cap, parent_id = row.fork_seq, row.parent_id
     while parent_id is not None and cap is not None and cap > 0:
         parent = yield from _thread_row(parent_id)
         if cap > (parent.fork_seq or 0):
-            segments.append(Segment(parent.id, cap))
+            found.append((parent.id, cap))
         if parent.fork_seq is not None:
             cap = min(cap, parent.fork_seq)
         parent_id = parent.parent_id
+    # Each segment's rows lie above the next (older) one's cap: that cap is its floor.
+    segments = [
+        Segment(tid, top, found[i + 1][1] if i + 1 < len(found) else 0)
+        for i, (tid, top) in enumerate(found)
+    ]
     return row, segments
 
 
@@ -128,9 +151,7 @@ def create_thread(values: dict[str, Any]) -> Op[Thread]:
         raise StoreValueError(
             f"a thread with id {values['id']!r} already exists", field="thread_id"
         ) from None
-    return thread_from_row(
-        (yield Q(select(ThreadRow).where(ThreadRow.id == values["id"]))).scalars().one()
-    )
+    return thread_from_row((yield Q(_THREAD, {"tid": values["id"]})).one())
 
 
 def get_thread(thread_id: str) -> Op[Thread]:
@@ -169,8 +190,10 @@ def _metadata_filter(dialect: str, wanted: Mapping[str, Any]) -> list[Any]:
     if not wanted:
         return []
     if dialect == "postgresql":
-        # jsonb containment: exact JSON equality of each key, served by a GIN index if one exists.
-        return [type_coerce(ThreadRow.meta, JSONB).contains(dict(wanted))]
+        # jsonb containment on the metadata text cast to jsonb: JSON equality of each key
+        # (numbers compare by value), served by the GIN index ix_convkit_threads_metadata on
+        # exactly this expression.
+        return [cast(threads_t.c.metadata, JSONB).contains(dict(wanted))]
     conds = []
     for key, value in wanted.items():
         each = func.json_each(ThreadRow.meta).table_valued("key", "type", "atom").alias()
@@ -194,14 +217,20 @@ def list_threads(
     cursor: tuple[datetime, str] | None,
     metadata: Mapping[str, Any],
 ) -> Op[ThreadPage]:
-    """One page of threads, newest first (keyset pagination on ``(time, id)``)."""
+    """One page of threads, newest first (keyset pagination on ``(time, id)``).
+
+    Each order has an index on ``(time, id)``; the cursor is a row-value comparison on the same
+    pair, so a page is a backwards index range scan of ``limit + 1`` entries however deep it is.
+    """
     col = ThreadRow.created_at if order == "created" else ThreadRow.updated_at
-    stmt = select(ThreadRow).where(*_metadata_filter(dialect, metadata))
+    stmt = select(*THREAD_COLUMNS).where(*_metadata_filter(dialect, metadata))
     if cursor is not None:
         when, last_id = cursor
-        stmt = stmt.where(or_(col < when, and_(col == when, ThreadRow.id < last_id)))
+        stmt = stmt.where(
+            tuple_(col, ThreadRow.id) < tuple_(literal(when, UTCDateTime()), literal(last_id))
+        )
     stmt = stmt.order_by(col.desc(), ThreadRow.id.desc()).limit(limit + 1)
-    rows = list((yield Q(stmt)).scalars().all())
+    rows = (yield Q(stmt)).all()
     more = len(rows) > limit
     threads = tuple(thread_from_row(r) for r in rows[:limit])
     next_cursor = None
@@ -245,10 +274,8 @@ def delete_thread(thread_id: str) -> Op[None]:
     """
     row = yield from _thread_row(thread_id, lock=True)
     children = (
-        (yield Q(select(ThreadRow).where(ThreadRow.parent_id == thread_id).with_for_update()))
-        .scalars()
-        .all()
-    )
+        yield Q(select(*THREAD_COLUMNS).where(ThreadRow.parent_id == thread_id).with_for_update())
+    ).all()
     low = row.fork_seq or 0
     for child in children:
         child_fork = child.fork_seq or 0
@@ -357,18 +384,43 @@ def append(thread_id: str, rows: list[dict[str, Any]], now: datetime, dialect: s
     return first
 
 
+_MESSAGES = select(*MESSAGE_COLUMNS)
+_m = messages_t.c
+# The page statements are built once (no construction or cache-key work per call) and take
+# the seq range as parameters: ``lo < seq <= hi`` of one thread, an index range scan.
+_IN_RANGE = _MESSAGES.where(
+    _m.thread_id == bindparam("tid"),
+    _m.seq > bindparam("lo", type_=Integer),
+    _m.seq <= bindparam("hi", type_=Integer),
+)
+_RANGE_ASC = _IN_RANGE.order_by(_m.seq)
+_RANGE_DESC = _IN_RANGE.order_by(_m.seq.desc())
+
+
 def _page(segment: Segment, *, below: int | None, above: int, limit: int | None, desc: bool) -> Q:
-    stmt = select(MessageRow).where(MessageRow.thread_id == segment.thread_id)
+    """Rows of ``segment`` with ``above < seq <= below``, at most ``limit`` of them.
+
+    With the segment's cap known the limit becomes a seq range (the rows are gap-free), so the
+    statement has no LIMIT for the planner to misjudge: it is an index range scan of exactly
+    the rows returned, on a fresh table as on an analyzed one.
+    """
     upper = (
         segment.cap
         if below is None
         else (below if segment.cap is None else min(below, segment.cap))
     )
+    lower = max(above, segment.floor)
     if upper is not None:
-        stmt = stmt.where(MessageRow.seq <= upper)
-    if above > 0:
-        stmt = stmt.where(MessageRow.seq > above)
-    stmt = stmt.order_by(MessageRow.seq.desc() if desc else MessageRow.seq)
+        if limit is not None:
+            if desc:
+                lower = max(lower, upper - limit)
+            else:
+                upper = min(upper, lower + limit)  # upper is a seq: no overflow
+        params = {"tid": segment.thread_id, "lo": lower, "hi": upper}
+        return Q(_RANGE_DESC if desc else _RANGE_ASC, params)
+    # No cap known (a segment built by hand): bounded by LIMIT instead.
+    stmt = _MESSAGES.where(_m.thread_id == segment.thread_id, _m.seq > lower)
+    stmt = stmt.order_by(_m.seq.desc() if desc else _m.seq)
     if limit is not None:
         stmt = stmt.limit(limit)
     return Q(stmt)
@@ -376,69 +428,109 @@ def _page(segment: Segment, *, below: int | None, above: int, limit: int | None,
 
 def walk_newest_first(
     segments: Sequence[Segment],
-    visit: Callable[[MessageRow], bool],
+    visit: Callable[[Row[Any]], bool],
     *,
     after_seq: int = 0,
     first_page: int = _FIRST_PAGE,
     below: int | None = None,
 ) -> Op[None]:
-    """Feed rows newest-first to ``visit`` (in growing pages) until it returns False.
+    """Feed rows (:data:`~convkit.store._rows.MESSAGE_COLUMNS`) newest-first to ``visit``.
 
-    ``below`` starts the walk at that ``seq`` (inclusive) instead of at the newest row.
+    Rows come in growing pages, each a seq range, until ``visit`` returns False or the history
+    ends. ``below`` starts the walk at that ``seq`` (inclusive) instead of at the newest row.
     """
     page = first_page
-    for i, segment in enumerate(segments):
-        # A segment's own rows all lie above the next (older) segment's cap: skip it whole
-        # when the walk starts below that.
-        if below is not None and i + 1 < len(segments):
-            floor = segments[i + 1].cap
-            if floor is not None and below <= floor:
-                continue
-        upper = below
+    for segment in segments:
+        upper = (
+            below
+            if segment.cap is None
+            else (segment.cap if below is None else min(below, segment.cap))
+        )
+        bottom = max(after_seq, segment.floor)
+        if upper is not None and upper <= bottom:
+            continue  # nothing of this segment lies in the range walked
         while True:
-            rows = (
-                (yield _page(segment, below=upper, above=after_seq, limit=page, desc=True))
-                .scalars()
-                .all()
-            )
+            rows = (yield _page(segment, below=upper, above=after_seq, limit=page, desc=True)).all()
             for r in rows:
                 if not visit(r):
                     return
-            if len(rows) < page:
+            if not rows:
                 break
-            upper = rows[-1].seq - 1
+            upper = rows[-1][0] - 1
+            if upper <= bottom or (segment.cap is None and len(rows) < page):
+                break
             page = _grow(page)
 
 
+# SQLite: messages() of a thread that is not a fork in one statement, the thread row (its
+# last_seq placing the range) joined to the rows of the range. One row with NULL message
+# columns when the range is empty, none when the thread does not exist. SQLite keeps the outer
+# table of a LEFT JOIN outer, so the inner side is always the range scan on (thread_id, seq).
+# No ORDER BY: with statistics saying the threads table is tiny SQLite may scan it instead of
+# using its key, then sort the join; the rows are put in seq order here (a linear pass).
+# PostgreSQL gets two statements instead: with the bound known only at run time, its planner
+# may hash-join the whole thread (seen after ANALYZE on a skewed table); a range of constants
+# is an index range scan whatever the statistics say.
+_t = threads_t.c
+_IN_THREAD_RANGE = and_(
+    _m.thread_id == _t.id,
+    _m.seq > _t.last_seq - bindparam("last", type_=Integer),
+    _m.seq > bindparam("lo", type_=Integer),
+    _m.seq <= bindparam("hi", type_=Integer),
+)
+_NEWEST = (
+    select(*MESSAGE_COLUMNS, _t.last_seq, _t.parent_id, _t.fork_seq)
+    .select_from(threads_t.outerjoin(messages_t, _IN_THREAD_RANGE))
+    .where(_t.id == bindparam("tid"))
+)
+_by_seq = itemgetter(0)
+_ALL = 2**31 - 1  # "no bound" for the seq parameters (seq is a 32-bit column)
+
+
 def messages(
-    thread_id: str, *, last: int | None, after_seq: int, limit: int | None
+    thread_id: str, *, last: int | None, after_seq: int, limit: int | None, join: bool = False
 ) -> Op[list[StoredMessage]]:
-    """Messages in chronological order: the ``last`` newest, or those after ``after_seq``."""
-    _, segments = yield from lineage(thread_id)
-    if last is not None:
-        if last == 0:
+    """Messages in chronological order: the ``last`` newest, or those after ``after_seq``.
+
+    The thread's ``last_seq`` says where every wanted row is: the newest N are the seq range
+    ``(last_seq - N, last_seq]``, one range query per segment it touches. With ``join``
+    (SQLite), a thread that is not a fork (or whose wanted range lies after its fork point) is
+    read in one statement.
+    """
+    if not join:
+        return (yield from _messages_by_segment(thread_id, last, after_seq, limit))
+    hi = _ALL if last is not None or limit is None else min(_ALL, after_seq + limit)
+    params = {"tid": thread_id, "last": _ALL if last is None else last, "lo": after_seq, "hi": hi}
+    rows = list((yield Q(_NEWEST, params)).all())
+    if not rows:
+        raise ThreadNotFoundError(thread_id)
+    head: Any = rows[0]
+    last_seq, parent_id, fork_seq = head[9], head[10], head[11]
+    low = after_seq if last is None else max(after_seq, last_seq - last)
+    if parent_id is None or fork_seq is None or low >= fork_seq:
+        if head[0] is None:
             return []
-        taken: list[MessageRow] = []
+        rows.sort(key=_by_seq)
+        return messages_from_rows(rows, thread_id)
+    # A fork whose wanted range reaches into shared history: read it segment by segment.
+    return (yield from _messages_by_segment(thread_id, last, after_seq, limit))
 
-        def visit(r: MessageRow) -> bool:
-            taken.append(r)
-            return len(taken) < last
 
-        yield from walk_newest_first(segments, visit, after_seq=after_seq, first_page=last)
-        return [message_from_row(r, thread_id) for r in reversed(taken)]
+def _messages_by_segment(
+    thread_id: str, last: int | None, after_seq: int, limit: int | None
+) -> Op[list[StoredMessage]]:
+    row, segments = yield from lineage(thread_id)
+    high: int = row.last_seq
+    low = after_seq if last is None else max(after_seq, high - last)
+    if last is None and limit is not None:
+        high = min(high, low + limit)
     out: list[StoredMessage] = []
     for segment in reversed(segments):  # oldest segment first
-        remaining = None if limit is None else limit - len(out)
-        if remaining == 0:
-            break
-        if segment.cap is not None and segment.cap <= after_seq:
+        top = high if segment.cap is None else min(high, segment.cap)
+        if top <= max(low, segment.floor):
             continue
-        rows = (
-            (yield _page(segment, below=None, above=after_seq, limit=remaining, desc=False))
-            .scalars()
-            .all()
-        )
-        out.extend(message_from_row(r, thread_id) for r in rows)
+        page = (yield _page(segment, below=top, above=low, limit=None, desc=False)).all()
+        out.extend(messages_from_rows(page, thread_id))
     return out
 
 
@@ -486,7 +578,7 @@ def window(
     tail = _groups.Tail(budget, include_incomplete=include_incomplete, recount=count)
     last_seq = 0
 
-    def visit(r: MessageRow) -> bool:
+    def visit(r: Row[Any]) -> bool:
         nonlocal last_seq
         last_seq = r.seq
         stored = recount(message_from_row(r, thread_id))
@@ -530,12 +622,12 @@ def export_lines(thread_id: str, emit: Callable[[str], None]) -> Op[None]:
     for segment in reversed(segments):
         while True:
             stmt = _page(segment, below=None, above=after, limit=_EXPORT_PAGE, desc=False)
-            rows = (yield stmt).scalars().all()
-            for r in rows:
-                emit(message_record(message_from_row(r, thread_id)))
+            rows = (yield stmt).all()
+            for stored in messages_from_rows(rows, thread_id):
+                emit(message_record(stored))
             if rows:
-                after = rows[-1].seq
-            if len(rows) < _EXPORT_PAGE:
+                after = rows[-1][0]
+            if len(rows) < _EXPORT_PAGE or (segment.cap is not None and after >= segment.cap):
                 break
     for summary in (yield from list_summaries(thread_id, segments)):
         emit(summary_record(summary))
@@ -610,7 +702,11 @@ def import_thread(
     tid = thread_values["id"]
     thread = yield from create_thread(thread_values)
     for i in range(0, len(message_rows), _EXPORT_PAGE):
-        chunk = [{**r, "thread_id": tid} for r in message_rows[i : i + _EXPORT_PAGE]]
+        # parse_export checked every message as append does: the rows are at ROW_FORMAT.
+        chunk = [
+            {**r, "thread_id": tid, "format": ROW_FORMAT}
+            for r in message_rows[i : i + _EXPORT_PAGE]
+        ]
         yield Q(insert(messages_t), chunk)
     if summary_rows:
         yield Q(insert(summaries_t), [{**r, "thread_id": tid} for r in summary_rows])

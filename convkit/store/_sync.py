@@ -35,7 +35,7 @@ def _write_line(out: IO[str], line: str) -> None:
     out.write(line + "\n")
 
 
-__all__ = ["Store"]
+__all__ = ["Store", "SyncRunner"]
 
 T = TypeVar("T")
 
@@ -49,6 +49,32 @@ def drive(op: _sql.Op[T], session: Session | Connection) -> T:
         return session.execute(q.stmt, q.params)
 
     return run_steps(op, execute)
+
+
+class SyncRunner:
+    """Runs operations, each in its own transaction, on a sync engine.
+
+    :class:`Store` runs everything through one; :class:`~convkit.store.AsyncStore` runs its
+    SQLite operations through one in worker threads (one thread hop per operation, where
+    aiosqlite would take several per statement).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.write_engine = engine.execution_options(**WRITE)
+        self._reads = sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._writes = sessionmaker(self.write_engine, expire_on_commit=False, autoflush=False)
+
+    def run(self, op: _sql.Op[T], *, write: bool, core: bool) -> T:
+        """Run ``op`` in a transaction: a bare connection for Core-only operations."""
+        if core:
+            # Core statements only (every operation but the summaries'): a bare connection
+            # skips the ORM session's bookkeeping, which was most of a read's cost.
+            with (self.write_engine if write else self.engine).begin() as conn:
+                return drive(op, conn)
+        maker = self._writes if write else self._reads
+        with maker() as session, session.begin():
+            return drive(op, session)
 
 
 class Store:
@@ -94,9 +120,7 @@ class Store:
         ensure_sqlite_dir(self.url)
         self.engine: Engine = make_sync_engine(self.url, engine_options)
         self._dialect = self.engine.dialect.name
-        self._write_engine = self.engine.execution_options(**WRITE)
-        self._reads = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
-        self._writes = sessionmaker(self._write_engine, expire_on_commit=False, autoflush=False)
+        self._runner = SyncRunner(self.engine)
         try:
             self._open(create_tables or self._base._is_default)
         except BaseException:
@@ -143,14 +167,7 @@ class Store:
     def _run(self, op: _sql.Op[T], *, write: bool, core: bool = False) -> T:
         """Run one operation in its own transaction; database errors become StoreError."""
         with database_errors(self.url):
-            if core:
-                # Appends use Core statements only: a bare connection skips the ORM session's
-                # bookkeeping, which is most of an append's cost.
-                with self._write_engine.begin() as conn:
-                    return drive(op, conn)
-            maker = self._writes if write else self._reads
-            with maker() as session, session.begin():
-                return drive(op, session)
+            return self._runner.run(op, write=write, core=core)
 
     # ---- threads
 
@@ -162,11 +179,13 @@ class Store:
         thread_id: str | None = None,
     ) -> Thread:
         """Create an empty thread (``thread_id`` defaults to a random 32-hex id)."""
-        return self._run(self._base._prepare_create_thread(title, metadata, thread_id), write=True)
+        return self._run(
+            self._base._prepare_create_thread(title, metadata, thread_id), write=True, core=True
+        )
 
     def get_thread(self, thread_id: str) -> Thread:
         """Return a thread; raise :class:`~convkit.ThreadNotFoundError` if there is none."""
-        return self._run(_sql.get_thread(thread_id), write=False)
+        return self._run(_sql.get_thread(thread_id), write=False, core=True)
 
     def list_threads(
         self,
@@ -180,15 +199,17 @@ class Store:
         op = self._base._prepare_list_threads(
             self.engine.dialect.name, limit, cursor, metadata, order
         )
-        return self._run(op, write=False)
+        return self._run(op, write=False, core=True)
 
     def update_thread(self, thread_id: str, *, title: Any = UNSET, metadata: Any = UNSET) -> Thread:
         """Set a thread's title and/or replace its metadata; return the updated thread."""
-        return self._run(self._base._prepare_update_thread(thread_id, title, metadata), write=True)
+        return self._run(
+            self._base._prepare_update_thread(thread_id, title, metadata), write=True, core=True
+        )
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete a thread with its messages and summaries (its forks keep their history)."""
-        self._run(_sql.delete_thread(thread_id), write=True)
+        self._run(_sql.delete_thread(thread_id), write=True, core=True)
 
     def fork(
         self,
@@ -203,7 +224,9 @@ class Store:
         Nothing is copied: the fork reads its parent's rows up to the fork point, then its own,
         whose ``seq`` continues from ``at_seq + 1``. Title and metadata default to the parent's.
         """
-        return self._run(self._base._prepare_fork(thread_id, at_seq, title, metadata), write=True)
+        return self._run(
+            self._base._prepare_fork(thread_id, at_seq, title, metadata), write=True, core=True
+        )
 
     # ---- messages
 
@@ -249,7 +272,9 @@ class Store:
         read from ``after_seq``. Only the rows returned are read.
         """
         return self._run(
-            self._base._prepare_messages(thread_id, last, after_seq, limit), write=False
+            self._base._prepare_messages(thread_id, last, after_seq, limit, self._dialect),
+            write=False,
+            core=True,
         )
 
     def window(
@@ -278,7 +303,7 @@ class Store:
         without a user message gets only what fits. Only the window's rows are read.
         """
         op = self._base._prepare_window(thread_id, budget, after_seq, include_incomplete)
-        return self._run(op, write=False)
+        return self._run(op, write=False, core=True)
 
     # ---- summaries
 
@@ -309,4 +334,4 @@ class Store:
         self, source: Iterable[str] | str | IO[str], *, thread_id: str | None = None
     ) -> Thread:
         """Create a new thread from an export, checked whole before anything is written."""
-        return self._run(self._base._prepare_import(source, thread_id), write=True)
+        return self._run(self._base._prepare_import(source, thread_id), write=True, core=True)

@@ -53,6 +53,8 @@ Status = Literal["complete", "incomplete"]
 _STATUSES: frozenset[str] = frozenset({"complete", "incomplete"})
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+#: The empty metadata mapping values share.
+EMPTY_MAPPING = _EMPTY
 
 
 # --------------------------------------------------------------------------- values

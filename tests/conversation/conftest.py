@@ -12,6 +12,7 @@ from convkit.testing import FakeChatServer
 from convkit.testing.pytest_plugin import FAKE_API_KEY
 from tests.store.conftest import (  # noqa: F401 - fixtures shared with the store tests
     backend,
+    pgbouncer_url,
     postgres_server,
     postgres_url,
     store_url,

@@ -1,9 +1,14 @@
-"""Fixtures of the store tests: every test taking ``store_url`` runs on SQLite and PostgreSQL.
+"""Fixtures of the store tests: every test taking ``store_url`` runs on three backends.
 
-PostgreSQL comes from ``$CONVKIT_TEST_POSTGRES_URL`` (default: the server on 127.0.0.1:5432).
-One fresh, uniquely named database is created per test session, migrated once and dropped at
-the end; each test starts from empty tables. When the server cannot be reached the PostgreSQL
-variants are skipped, except under ``CI=true``, where they fail.
+- ``sqlite``: a fresh file per test.
+- ``postgresql``: the server of ``$CONVKIT_TEST_POSTGRES_URL`` (default: 127.0.0.1:5432). One
+  fresh, uniquely named database is created per test session, migrated once and dropped at the
+  end; each test starts from empty tables.
+- ``pgbouncer``: the same database through PgBouncer in transaction pooling mode, on
+  ``$CONVKIT_TEST_PGBOUNCER_PORT`` (default 6432) of the same host (``.ci/run`` starts it).
+
+When a server cannot be reached its variants are skipped, except under ``CI=true``, where they
+fail.
 """
 
 from __future__ import annotations
@@ -22,17 +27,23 @@ from convkit.store import Store, upgrade
 from convkit.tokens import TokenCounter
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-BACKENDS = ["sqlite", "postgresql"]
+BACKENDS = ["sqlite", "postgresql", "pgbouncer"]
+PGBOUNCER_PORT = int(os.environ.get("CONVKIT_TEST_PGBOUNCER_PORT", "6432"))
 
 
 def _admin_url() -> URL:
     return make_url(os.environ.get("CONVKIT_TEST_POSTGRES_URL", DEFAULT_PG))
 
 
-def _unreachable(reason: str) -> None:
+def _unreachable(reason: str, what: str = "PostgreSQL") -> None:
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"PostgreSQL is required under CI=true: {reason}", pytrace=False)
-    pytest.skip(f"PostgreSQL not reachable: {reason}")
+        pytest.fail(f"{what} is required under CI=true: {reason}", pytrace=False)
+    pytest.skip(f"{what} not reachable: {reason}")
+
+
+def through_pgbouncer(url: URL) -> URL:
+    """The same database, reached through PgBouncer."""
+    return url.set(port=PGBOUNCER_PORT)
 
 
 class PostgresServer:
@@ -87,6 +98,22 @@ def postgres_url(postgres_server: PostgresServer) -> URL:
     return url
 
 
+@pytest.fixture(scope="session")
+def pgbouncer_url(postgres_url: URL) -> URL:
+    """The session's database through PgBouncer (skipped, or failed under CI, if not there)."""
+    url = through_pgbouncer(postgres_url)
+    engine = create_engine(url, pool_size=1, connect_args={"prepare_threshold": None})
+    try:
+        with engine.connect() as conn:
+            mode = conn.exec_driver_sql("SHOW transaction_isolation").scalar()
+            assert mode is not None
+    except OperationalError as exc:
+        _unreachable(str(exc).splitlines()[0], f"PgBouncer on port {PGBOUNCER_PORT}")
+    finally:
+        engine.dispose()
+    return url
+
+
 def _truncate(url: URL) -> None:
     engine = create_engine(url)
     try:
@@ -113,6 +140,8 @@ def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> U
         return url
     url = request.getfixturevalue("postgres_url")
     _truncate(url)
+    if backend == "pgbouncer":
+        return request.getfixturevalue("pgbouncer_url")  # type: ignore[no-any-return]
     return url
 
 
@@ -124,10 +153,12 @@ def empty_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> I
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
     url = server.create("convkit_empty")
+    if backend == "pgbouncer":
+        request.getfixturevalue("pgbouncer_url")  # skips (or fails) without PgBouncer
     try:
-        yield url
+        yield through_pgbouncer(url) if backend == "pgbouncer" else url
     finally:
-        server.drop(url)
+        server.drop(url)  # directly: DROP DATABASE ... WITH (FORCE) also ends PgBouncer's links
 
 
 @pytest.fixture(scope="session")

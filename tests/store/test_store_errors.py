@@ -38,6 +38,7 @@ def _check(error: StoreError) -> None:
 def test_errors_inside_an_operation_become_store_errors(empty_url: URL) -> None:
     with Store(empty_url, create_tables=True) as store:
         thread = store.create_thread()
+        store.append(thread.id, Message.user("stored before"))  # so that reads have rows to read
         _drop_messages_table(empty_url)
         calls: list[Callable[[], object]] = [
             lambda: store.append(thread.id, Message.user(SECRET_TEXT)),
@@ -51,7 +52,7 @@ def test_errors_inside_an_operation_become_store_errors(empty_url: URL) -> None:
                 call()
             _check(info.value)
         # the store still works for what does not need the missing table
-        assert store.get_thread(thread.id).last_seq == 0
+        assert store.get_thread(thread.id).last_seq == 1  # the failed appends wrote nothing
         # errors an operation translates itself keep their own type
         with pytest.raises(StoreValueError, match="already exists"):
             store.create_thread(thread_id=thread.id)
@@ -61,6 +62,7 @@ def test_errors_inside_an_operation_become_store_errors(empty_url: URL) -> None:
 async def test_async_errors_inside_an_operation_become_store_errors(empty_url: URL) -> None:
     async with AsyncStore(empty_url, create_tables=True) as store:
         thread = await store.create_thread()
+        await store.append(thread.id, Message.user("stored before"))
         _drop_messages_table(empty_url)
         with pytest.raises(StoreError) as info:
             await store.append(thread.id, Message.user(SECRET_TEXT))
@@ -68,7 +70,7 @@ async def test_async_errors_inside_an_operation_become_store_errors(empty_url: U
         with pytest.raises(StoreError) as info:
             await store.window(thread.id, 100)
         _check(info.value)
-        assert (await store.get_thread(thread.id)).last_seq == 0
+        assert (await store.get_thread(thread.id)).last_seq == 1
 
 
 def _unopenable(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> URL:

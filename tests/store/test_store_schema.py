@@ -18,13 +18,20 @@ from convkit.cli import main
 from convkit.store import HEAD_REVISION, AsyncStore, Store, default_url, schema_revision, upgrade
 from convkit.store._rows import Base
 
+PG_ONLY_INDEX = "ix_convkit_threads_metadata"
+
 
 def test_migrations_create_exactly_the_models(store_url: URL) -> None:
     engine = create_engine(store_url)
     try:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-            assert compare_metadata(ctx, Base.metadata) == []
+            diff = compare_metadata(ctx, Base.metadata)
+            # The one thing the models cannot declare: PostgreSQL's GIN expression index for
+            # list_threads filters (tested for use in test_store_threads).
+            extra = [d for d in diff if d[0] == "remove_index" and d[1].name == PG_ONLY_INDEX]
+            assert len(extra) == (1 if conn.dialect.name == "postgresql" else 0)
+            assert [d for d in diff if d not in extra] == []
     finally:
         engine.dispose()
 
@@ -67,7 +74,9 @@ def test_older_and_newer_schemas_are_named(store_url: URL, monkeypatch: pytest.M
         # an older revision this convkit knows about: told to run the upgrade command
         monkeypatch.setattr(engine_mod, "_known_revisions", lambda: [HEAD_REVISION, "0000"])
         _stamp(store_url, "0000")
-        with pytest.raises(SchemaVersionError, match=rf"older than {HEAD_REVISION}.*convkit db upgrade --url"):
+        with pytest.raises(
+            SchemaVersionError, match=rf"older than {HEAD_REVISION}.*convkit db upgrade --url"
+        ):
             Store(store_url)
     finally:
         _stamp(store_url, HEAD_REVISION)  # the PostgreSQL database is shared by the session
