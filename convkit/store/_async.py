@@ -13,9 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from convkit._drive import adrive
 from convkit.context._values import ReadPlan
-from convkit.messages import MessageLike
+from convkit.messages import MessageLike, Usage
 from convkit.store import _sql
-from convkit.store._base import UNSET, NewMessage, StoreBase, TokenCounterLike, database_errors
+from convkit.store._base import (
+    UNSET,
+    NewMessage,
+    StoreBase,
+    TokenCounterLike,
+    Unset,
+    database_errors,
+)
 from convkit.store._engine import (
     HEAD_REVISION,
     WRITE,
@@ -224,7 +231,11 @@ class AsyncStore:
         return await self._run(op, write=False, core=True)
 
     async def update_thread(
-        self, thread_id: str, *, title: Any = UNSET, metadata: Any = UNSET
+        self,
+        thread_id: str,
+        *,
+        title: str | Unset | None = UNSET,
+        metadata: Mapping[str, Any] | Unset | None = UNSET,
     ) -> Thread:
         """Set a thread's title and/or replace its metadata; return the updated thread."""
         op = self._base._prepare_update_thread(thread_id, title, metadata)
@@ -239,7 +250,7 @@ class AsyncStore:
         thread_id: str,
         at_seq: int | None = None,
         *,
-        title: Any = UNSET,
+        title: str | Unset | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
     ) -> Thread:
         """Start a thread sharing ``thread_id``'s history up to ``at_seq`` (see ``Store.fork``)."""
@@ -255,7 +266,7 @@ class AsyncStore:
         *,
         tokens: int | None = None,
         status: Literal["complete", "incomplete"] = "complete",
-        usage: Any = None,
+        usage: Usage | Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> StoredMessage:
         """Append one message; return it as stored, with its ``seq`` and token count."""

@@ -7,11 +7,12 @@ return the sans-IO operation from :mod:`convkit.store._sql` plus whether it writ
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
 
 import attrs
 from attrs import field, frozen
@@ -49,18 +50,22 @@ from convkit.store._values import (
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
-__all__ = ["UNSET", "NewMessage", "TokenCounterLike", "database_errors"]
+__all__ = ["UNSET", "NewMessage", "TokenCounterLike", "Unset", "database_errors"]
 
 T = TypeVar("T")
 
 
-class _Unset:
+class Unset(enum.Enum):
+    """The type of :data:`UNSET`."""
+
+    UNSET = "UNSET"
+
     def __repr__(self) -> str:
         return "UNSET"
 
 
 #: Marks an argument that was not given (where None is a meaningful value).
-UNSET: Any = _Unset()
+UNSET: Final = Unset.UNSET
 
 
 class TokenCounterLike(Protocol):

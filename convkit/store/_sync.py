@@ -11,9 +11,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from convkit._drive import drive as run_steps
 from convkit.context._values import ReadPlan
-from convkit.messages import MessageLike
+from convkit.messages import MessageLike, Usage
 from convkit.store import _sql
-from convkit.store._base import UNSET, NewMessage, StoreBase, TokenCounterLike, database_errors
+from convkit.store._base import (
+    UNSET,
+    NewMessage,
+    StoreBase,
+    TokenCounterLike,
+    Unset,
+    database_errors,
+)
 from convkit.store._engine import (
     HEAD_REVISION,
     WRITE,
@@ -201,7 +208,13 @@ class Store:
         )
         return self._run(op, write=False, core=True)
 
-    def update_thread(self, thread_id: str, *, title: Any = UNSET, metadata: Any = UNSET) -> Thread:
+    def update_thread(
+        self,
+        thread_id: str,
+        *,
+        title: str | Unset | None = UNSET,
+        metadata: Mapping[str, Any] | Unset | None = UNSET,
+    ) -> Thread:
         """Set a thread's title and/or replace its metadata; return the updated thread."""
         return self._run(
             self._base._prepare_update_thread(thread_id, title, metadata), write=True, core=True
@@ -216,7 +229,7 @@ class Store:
         thread_id: str,
         at_seq: int | None = None,
         *,
-        title: Any = UNSET,
+        title: str | Unset | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
     ) -> Thread:
         """Start a thread sharing ``thread_id``'s history up to ``at_seq`` (default: all of it).
@@ -237,7 +250,7 @@ class Store:
         *,
         tokens: int | None = None,
         status: Literal["complete", "incomplete"] = "complete",
-        usage: Any = None,
+        usage: Usage | Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> StoredMessage:
         """Append one message; return it as stored, with its ``seq`` and token count."""
