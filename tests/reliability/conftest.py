@@ -1,0 +1,16 @@
+"""The reliability suite: faults, crashes, fuzzing and secret checks (``pytest -m reliability``).
+
+Every test here is marked ``reliability`` (so the suite runs alone) and runs in the normal test
+run too. Each one pins a defect a hostile review found, or a class of them, and fails without
+its fix.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/reliability/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.reliability)
