@@ -173,7 +173,7 @@ def build_window(
         truncate=truncator(counter),
     )
     return Window(
-        messages=(*prefix, *(c.message for c in fit.kept)),
+        messages=(*prefix, *[c.message for c in fit.kept]),
         prompt_tokens=fit.tokens,
         budget=budget,
         first_seq=fit.kept[0].seq if fit.kept else None,
