@@ -290,6 +290,16 @@ def test_every_budget_entry_point_refuses_a_non_whole_budget(bad: Any) -> None:
         TrimOldest(MODEL, max_prompt_tokens=bad)
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -1, 2.5, True])
+def test_a_read_plan_handed_to_a_store_is_a_whole_number(bad: Any) -> None:
+    from convkit.context import ReadPlan
+
+    with pytest.raises(InvalidRequestError):
+        ReadPlan(budget=bad)
+    with pytest.raises(InvalidRequestError):
+        ReadPlan(budget=10, after_seq=bad)
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -1, 2.5])
 def test_a_reply_reserve_must_be_a_whole_number(bad: Any) -> None:
     with pytest.raises(InvalidRequestError):
