@@ -6,12 +6,13 @@ Served as :class:`convkit.chat.StreamAccumulator`. Sans-IO; the chunk's shape is
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from convkit._wire import copy_json
 from convkit.chat import (
+    DELTA_FIELDS,
     ChatChunk,
     ChatResponse,
     Choice,
@@ -38,7 +39,17 @@ class _ToolCallState:
 
 
 class _ChoiceState:
-    __slots__ = ("calls", "content", "extra", "finish", "logprobs", "refusal", "role", "slots")
+    __slots__ = (
+        "calls",
+        "content",
+        "extra",
+        "fields",
+        "finish",
+        "logprobs",
+        "refusal",
+        "role",
+        "slots",
+    )
 
     def __init__(self) -> None:
         self.role: str | None = None
@@ -49,6 +60,8 @@ class _ChoiceState:
         self.slots: dict[int, int] = {}
         self.finish: str | None = None
         self.extra: dict[str, Any] = {}
+        # Modeled scalar fields a delta carried (``name``): the first value is kept.
+        self.fields: dict[str, Any] = {}
         self.logprobs: dict[str, Any] | None = None
 
     def add_tool_calls(self, items: list[Any]) -> None:
@@ -123,6 +136,7 @@ class _ChoiceState:
             tool_calls=calls or None,
             refusal=refusal,
             extra=self.extra,
+            **self.fields,
         )
 
 
@@ -233,6 +247,8 @@ class StreamAccumulator:
                             state.refusal = [value]
                         else:
                             state.refusal.append(value)
+                    elif key in DELTA_FIELDS:
+                        state.fields.setdefault(key, value)
                     else:
                         state.add_extra(key, value)
             finish = c.get("finish_reason")
@@ -250,7 +266,7 @@ class StreamAccumulator:
             state = states[index]
             extra: dict[str, Any] = {}
             if state.logprobs is not None:
-                extra["logprobs"] = copy.deepcopy(state.logprobs)
+                extra["logprobs"] = copy_json(state.logprobs)
             choices.append(
                 Choice(
                     index=index,
@@ -268,5 +284,5 @@ class StreamAccumulator:
             finish_reason=first.finish_reason,
             usage=self._usage,
             choices=tuple(choices),
-            extra=copy.deepcopy(self._extra),
+            extra=copy_json(self._extra),
         )

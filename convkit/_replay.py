@@ -8,10 +8,10 @@ response that is stored and returned.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from convkit._wire import copy_json
 from convkit.chat import ChatChunk, ChatResponse, Choice, StreamAccumulator
 from convkit.messages import ToolCall
 
@@ -51,7 +51,7 @@ def _choice_deltas(choice: Choice, size: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     first: dict[str, Any] = {"role": "assistant"}
     # Message extras (reasoning_content, annotations, audio) arrive whole, with the role.
-    first.update(copy.deepcopy(dict(msg.extra)))
+    first.update(copy_json(msg.extra))
     content = msg.content
     if isinstance(content, tuple):  # parts in an assistant reply: replay their text
         content = msg.text
@@ -79,7 +79,7 @@ def _choice_deltas(choice: Choice, size: int) -> list[dict[str, Any]]:
     }
     logprobs = choice.extra.get("logprobs")
     if logprobs is not None:
-        last["logprobs"] = copy.deepcopy(logprobs)
+        last["logprobs"] = copy_json(logprobs)
     out.append(last)
     return out
 
@@ -118,7 +118,7 @@ def chunks_from_response(
     if response.usage is not None:
         objs.append({**head, "choices": [], "usage": response.usage.to_openai()})
     if response.extra:
-        objs[0].update(copy.deepcopy(dict(response.extra)))
+        objs[0].update(copy_json(response.extra))
     return [ChatChunk.from_openai(o) for o in objs]
 
 

@@ -20,7 +20,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from functools import cached_property
 from types import MappingProxyType
@@ -30,10 +29,12 @@ from attrs import field, frozen
 
 from convkit._params import validate_params
 from convkit._wire import EMPTY as _EMPTY
+from convkit._wire import JSONValueError
+from convkit._wire import copy_json as _copy_json
 from convkit._wire import freeze as _freeze
 from convkit._wire import type_name as _type_name
 from convkit.errors import InvalidMessageError, InvalidRequestError, ResponseFormatError
-from convkit.messages import Message, MessageLike, ToolCall, Usage, as_messages
+from convkit.messages import MODELED_KEYS, Message, MessageLike, ToolCall, Usage, as_messages
 
 if TYPE_CHECKING:  # pragma: no cover - served lazily, see __getattr__
     from convkit._accumulate import StreamAccumulator
@@ -106,7 +107,7 @@ class ChatRequest:
             "messages": [m.to_openai() for m in self.messages],
         }
         if self.params:
-            body.update(copy.deepcopy(dict(self.params)))
+            body.update(_copy_json(self.params))
         return body
 
     @property
@@ -178,6 +179,28 @@ _CHOICE_KEYS = frozenset({"index", "message", "finish_reason"})
 _RESPONSE_KEYS = frozenset({"id", "model", "created", "choices", "usage", "object"})
 
 
+def _extra_without(value: Mapping[str, Any] | None, modeled: frozenset[str]) -> Mapping[str, Any]:
+    """Freeze an ``extra`` that must not hold the keys its value models.
+
+    ``to_openai`` writes extras after the fields, so an extra named like a field would replace
+    it on the wire (the same rule as :class:`~convkit.Message`'s extras).
+    """
+    clash = sorted(k for k in value or () if k in modeled)
+    if clash:
+        raise ResponseFormatError(
+            f"{clash[0]!r} cannot be an extra key: it is a field of its own", field=clash[0]
+        )
+    return _freeze(value)
+
+
+def _choice_extra(value: Any) -> Mapping[str, Any]:
+    return _extra_without(value, _CHOICE_KEYS)
+
+
+def _response_extra(value: Any) -> Mapping[str, Any]:
+    return _extra_without(value, _RESPONSE_KEYS)
+
+
 @frozen(kw_only=True)
 class Choice:
     """One choice of a response (a request with ``n > 1`` gets several)."""
@@ -186,7 +209,7 @@ class Choice:
     message: Message
     finish_reason: str | None = None
     #: Other keys of the choice (``logprobs``, vendor fields), kept as received.
-    extra: Mapping[str, Any] = field(default=_EMPTY, converter=_freeze, repr=False)
+    extra: Mapping[str, Any] = field(default=_EMPTY, converter=_choice_extra, repr=False)
 
     @classmethod
     def from_openai(cls, d: Mapping[str, Any]) -> Choice:
@@ -209,7 +232,7 @@ class Choice:
             "index": self.index,
             "message": self.message.to_openai(),
             "finish_reason": self.finish_reason,
-            **copy.deepcopy(dict(self.extra)),
+            **_copy_json(self.extra),
         }
 
 
@@ -234,7 +257,7 @@ class ChatResponse:
     finish_reason: str | None = None
     usage: Usage | None = None
     choices: tuple[Choice, ...] = ()
-    extra: Mapping[str, Any] = field(default=_EMPTY, converter=_freeze, repr=False)
+    extra: Mapping[str, Any] = field(default=_EMPTY, converter=_response_extra, repr=False)
 
     @property
     def text(self) -> str:
@@ -288,7 +311,7 @@ class ChatResponse:
         }
         if self.usage is not None:
             out["usage"] = self.usage.to_openai()
-        out.update(copy.deepcopy(dict(self.extra)))
+        out.update(_copy_json(self.extra))
         return out
 
 
@@ -372,6 +395,11 @@ def _choice_delta(c: Mapping[str, Any]) -> ChoiceDelta:
 
 
 _DELTA_STRINGS = ("content", "role", "refusal")
+#: Delta keys that :class:`Message` models and a stream does not concatenate (``name``,
+#: ``tool_call_id``): each is a field of the assembled assistant message, held to the rule a
+#: non-streamed message is held to, never an extra.
+DELTA_FIELDS = tuple(sorted(MODELED_KEYS - {"content", "role", "refusal", "tool_calls"}))
+_DELTA_KEYS = MODELED_KEYS
 
 
 def check_chunk(d: Any) -> None:
@@ -425,6 +453,21 @@ def _check_delta(delta: Mapping[str, Any]) -> None:
             raise ResponseFormatError("'tool_calls' must be a list")
         for position, tc in enumerate(calls):
             _tool_call_fields(tc, position)
+    for key, value in delta.items():
+        if key not in _DELTA_KEYS and isinstance(value, (dict, list)):
+            # Kept in the message's extra: JSON it can keep (as deep as a message may nest).
+            try:
+                _copy_json({key: value}, strict=True)
+            except JSONValueError as exc:
+                raise ResponseFormatError(str(exc), field=f"delta.{key}") from None
+    for key in DELTA_FIELDS:
+        value = delta.get(key)
+        if value is not None:
+            # The same rule as a complete body's message: an assistant message with this field.
+            try:
+                Message(role="assistant", content="", **{key: value})
+            except InvalidMessageError as exc:
+                raise ResponseFormatError(exc.reason, field=f"delta.{key}") from None
 
 
 @frozen

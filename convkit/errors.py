@@ -6,6 +6,7 @@ The tree::
     ├── InvalidMessageError (ValueError)      bad message input: names the index and field
     ├── InvalidRequestError (ValueError)      bad request parameters, caught before sending
     ├── UnknownModelError (KeyError)          a model the registry cannot resolve (strict lookups)
+    ├── ModelsFileError (ValueError)          the CONVKIT_MODELS file cannot be read or is invalid
     ├── EncodingUnavailableError (RuntimeError)  no verified BPE file for a tiktoken encoding
     ├── ContextOverflowError (ValueError)     even the minimal window does not fit the budget
     ├── ResponseFormatError (ValueError)      a server's body or chunk not shaped as the API says
@@ -60,6 +61,7 @@ __all__ = [
     "InternalServerError",
     "InvalidMessageError",
     "InvalidRequestError",
+    "ModelsFileError",
     "NotFoundError",
     "PermissionDeniedError",
     "PluginError",
@@ -120,6 +122,21 @@ class InvalidRequestError(ConvkitError, ValueError):
     def __init__(self, message: str, *, param: str | None = None) -> None:
         self.param = param
         super().__init__(message)
+
+
+class ModelsFileError(ConvkitError, ValueError):
+    """The file named by ``CONVKIT_MODELS`` cannot be read, or holds an invalid entry.
+
+    Raised by the first model lookup that needs the file (never by ``import convkit``), and by
+    every later one until the file is fixed.
+
+    Attributes:
+        path: the file's path, as ``CONVKIT_MODELS`` gives it.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(f"CONVKIT_MODELS={path}: {reason}")
 
 
 class UnknownModelError(ConvkitError, KeyError):

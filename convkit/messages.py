@@ -19,16 +19,16 @@ Example::
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, Union
 
 from attrs import field, frozen
 
-from convkit._wire import EMPTY, freeze, need_str, type_name
+from convkit._wire import EMPTY, copy_json, freeze_json, need_str, type_name
 from convkit.errors import InvalidMessageError
 
 __all__ = [
+    "MODELED_KEYS",
     "ROLES",
     "AudioPart",
     "ContentPart",
@@ -51,10 +51,62 @@ ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "
 _EMPTY = EMPTY
 
 
-def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    if value and not isinstance(value, Mapping):
-        raise InvalidMessageError(f"expected a mapping, got {type_name(value)}", field="extra")
-    return freeze(value)
+def _json_field(value: Any, where: str, modeled: frozenset[str] = frozenset()) -> Mapping[str, Any]:
+    """Convert a mapping of JSON values named ``where`` that must not hold ``modeled`` keys.
+
+    Every mapping a value keeps (extras, a raw part, a file) goes through this one rule: a
+    checked deep copy (JSON values only, no cycles, bounded depth), read-only, and free of
+    the keys its own fields model, so that what is sent is what is counted and stored.
+    """
+    return freeze_json(value, where, InvalidMessageError, modeled)
+
+
+def _text_extra(value: Any) -> Mapping[str, Any]:
+    return _json_field(value, "extra", frozenset({"type", "text"}))
+
+
+def _image_extra(value: Any) -> Mapping[str, Any]:
+    return _json_field(value, "extra", frozenset({"type", "image_url"}))
+
+
+def _image_url_extra(value: Any) -> Mapping[str, Any]:
+    return _json_field(value, "image_url", frozenset({"url", "detail"}))
+
+
+def _audio_extra(value: Any) -> Mapping[str, Any]:
+    return _json_field(value, "extra", frozenset({"type", "input_audio"}))
+
+
+def _input_audio_extra(value: Any) -> Mapping[str, Any]:
+    return _json_field(value, "input_audio", frozenset({"data", "format"}))
+
+
+def _file_value(value: Any) -> Mapping[str, Any]:
+    return _json_field(value, "file", frozenset())
+
+
+def _file_extra(value: Any) -> Mapping[str, Any]:
+    return _json_field(value, "extra", frozenset({"type", "file"}))
+
+
+def _part_data(value: Any) -> Mapping[str, Any]:
+    return _json_field(value, "part", frozenset())
+
+
+def _message_extra(value: Any) -> Mapping[str, Any]:
+    return _json_field(value, "extra", _KNOWN_KEYS)
+
+
+def _call_extra(value: Any) -> Mapping[str, Any]:
+    return _json_field(value, "extra", frozenset({"id", "type", "function", "custom"}))
+
+
+def _call_inner_extra(value: Any) -> Mapping[str, Any]:
+    return _json_field(value, "function", frozenset({"name"}))
+
+
+def _usage_extra(value: Any) -> Mapping[str, Any]:
+    return _json_field(value, "usage", _USAGE_KEYS)
 
 
 def _frozenset(value: Iterable[str]) -> frozenset[str]:
@@ -62,9 +114,10 @@ def _frozenset(value: Iterable[str]) -> frozenset[str]:
 
 
 def _out(extra: Mapping[str, Any]) -> dict[str, Any]:
-    # Extras are JSON-like values owned by the message; hand out copies so callers who mutate
-    # the wire dict never change a frozen message behind its back.
-    return copy.deepcopy(dict(extra)) if extra else {}
+    # Extras are JSON values owned by the message; hand out copies so callers who mutate the
+    # wire dict never change a frozen message behind its back. Copied without recursion, so a
+    # value as deep as json decodes never raises RecursionError.
+    return copy_json(extra) if extra else {}
 
 
 def _unknown(d: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
@@ -89,7 +142,11 @@ class TextPart:
     """A ``{"type": "text", "text": ...}`` content part."""
 
     text: str
-    extra: Mapping[str, Any] = field(default=_EMPTY, converter=_frozen_mapping, repr=False)
+    extra: Mapping[str, Any] = field(
+        default=_EMPTY,
+        converter=_text_extra,
+        repr=False,
+    )
 
     type: Literal["text"] = field(default="text", init=False, repr=False)
 
@@ -104,17 +161,25 @@ class ImagePart:
 
     url: str
     detail: str | None = None
-    extra: Mapping[str, Any] = field(default=_EMPTY, converter=_frozen_mapping, repr=False)
-    image_url_extra: Mapping[str, Any] = field(
-        default=_EMPTY, converter=_frozen_mapping, repr=False
+    extra: Mapping[str, Any] = field(
+        default=_EMPTY,
+        converter=_image_extra,
+        repr=False,
     )
+    image_url_extra: Mapping[str, Any] = field(
+        default=_EMPTY,
+        converter=_image_url_extra,
+        repr=False,
+    )
+    #: The wire dict held ``"detail": null`` (sent back the same way).
+    detail_null: bool = field(default=False, repr=False, eq=False)
 
     type: Literal["image_url"] = field(default="image_url", init=False, repr=False)
 
     def to_openai(self) -> dict[str, Any]:
         """Return the wire-format dict."""
         inner: dict[str, Any] = {"url": self.url}
-        if self.detail is not None:
+        if self.detail is not None or self.detail_null:
             inner["detail"] = self.detail
         inner.update(_out(self.image_url_extra))
         return {"type": "image_url", "image_url": inner, **_out(self.extra)}
@@ -126,9 +191,15 @@ class AudioPart:
 
     data: str
     format: str
-    extra: Mapping[str, Any] = field(default=_EMPTY, converter=_frozen_mapping, repr=False)
+    extra: Mapping[str, Any] = field(
+        default=_EMPTY,
+        converter=_audio_extra,
+        repr=False,
+    )
     input_audio_extra: Mapping[str, Any] = field(
-        default=_EMPTY, converter=_frozen_mapping, repr=False
+        default=_EMPTY,
+        converter=_input_audio_extra,
+        repr=False,
     )
 
     type: Literal["input_audio"] = field(default="input_audio", init=False, repr=False)
@@ -143,8 +214,12 @@ class AudioPart:
 class FilePart:
     """A ``file`` content part (``file_id``, or ``file_data`` with ``filename``)."""
 
-    file: Mapping[str, Any] = field(converter=_frozen_mapping)
-    extra: Mapping[str, Any] = field(default=_EMPTY, converter=_frozen_mapping, repr=False)
+    file: Mapping[str, Any] = field(converter=_file_value)
+    extra: Mapping[str, Any] = field(
+        default=_EMPTY,
+        converter=_file_extra,
+        repr=False,
+    )
 
     type: Literal["file"] = field(default="file", init=False, repr=False)
 
@@ -157,7 +232,11 @@ class FilePart:
 class RawPart:
     """A content part of a type convkit does not model (``refusal``, vendor types), kept as is."""
 
-    data: Mapping[str, Any] = field(converter=_frozen_mapping)
+    data: Mapping[str, Any] = field(converter=_part_data)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.data.get("type"), str):
+            raise InvalidMessageError("a content part needs a string 'type'", field="part.type")
 
     @property
     def type(self) -> str:
@@ -208,6 +287,7 @@ def part_from_openai(d: Any, where: str = "content[0]") -> ContentPart:
             detail=detail,
             extra=_unknown(d, _IMAGE_KEYS),
             image_url_extra=_unknown(inner, _IMAGE_INNER),
+            detail_null="detail" in inner and detail is None,
         )
     if kind == "input_audio":
         inner = _need_dict(d.get("input_audio"), f"{where}.input_audio")
@@ -246,10 +326,26 @@ class ToolCall:
     name: str
     arguments: str = ""
     type: str = "function"
-    extra: Mapping[str, Any] = field(default=_EMPTY, converter=_frozen_mapping, repr=False)
-    inner_extra: Mapping[str, Any] = field(default=_EMPTY, converter=_frozen_mapping, repr=False)
+    extra: Mapping[str, Any] = field(default=_EMPTY, converter=_call_extra, repr=False)
+    inner_extra: Mapping[str, Any] = field(default=_EMPTY, converter=_call_inner_extra, repr=False)
     #: The wire dict had no ``type`` key (some servers omit it); it is sent back without one.
     type_omitted: bool = field(default=False, repr=False, eq=False)
+    #: The wire dict had no ``arguments`` (``input``) key; it is sent back without one.
+    arguments_omitted: bool = field(default=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        for label in ("id", "name", "arguments", "type"):
+            value = getattr(self, label)
+            if not isinstance(value, str):
+                raise InvalidMessageError(
+                    f"expected a string, got {type_name(value)}", field=f"tool_calls.{label}"
+                )
+        args_key = "input" if self.type == "custom" else "arguments"
+        if args_key in self.inner_extra:
+            raise InvalidMessageError(
+                f"{args_key!r} cannot be an extra key: it is a field of its own",
+                field=f"function.{args_key}",
+            )
 
     @classmethod
     def from_openai(cls, d: Any, where: str = "tool_calls[0]") -> ToolCall:
@@ -281,15 +377,18 @@ class ToolCall:
             extra=_unknown(d, frozenset({"id", "type", "function", "custom"})),
             inner_extra=_unknown(inner, frozenset({"name", args_key})),
             type_omitted="type" not in d,
+            arguments_omitted=args_key not in inner,
         )
 
     def to_openai(self) -> dict[str, Any]:
         """Return the wire-format dict."""
+        inner: dict[str, Any] = {"name": self.name}
+        if self.arguments or not self.arguments_omitted:
+            inner["input" if self.type == "custom" else "arguments"] = self.arguments
+        inner.update(_out(self.inner_extra))
         if self.type == "custom":
-            inner = {"name": self.name, "input": self.arguments, **_out(self.inner_extra)}
             out: dict[str, Any] = {"id": self.id, "type": "custom", "custom": inner}
         else:
-            inner = {"name": self.name, "arguments": self.arguments, **_out(self.inner_extra)}
             out = {"id": self.id, "type": self.type, "function": inner}
         if self.type_omitted:
             del out["type"]
@@ -300,6 +399,8 @@ class ToolCall:
 # --------------------------------------------------------------------------- messages
 
 _KNOWN_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id", "refusal"})
+#: The wire keys :class:`Message` models as fields: never found in its ``extra``.
+MODELED_KEYS = _KNOWN_KEYS
 
 
 def _content_converter(value: Any) -> str | tuple[ContentPart, ...] | None:
@@ -349,8 +450,9 @@ class Message:
     tool_calls: tuple[ToolCall, ...] | None = field(default=None, converter=_tool_calls_converter)
     tool_call_id: str | None = None
     refusal: str | None = None
-    #: Keys convkit does not model, kept and sent back unchanged.
-    extra: Mapping[str, Any] = field(default=_EMPTY, converter=_frozen_mapping, repr=False)
+    #: Keys convkit does not model, kept and sent back unchanged (JSON values; never a key
+    #: that is a field of its own, such as ``role``).
+    extra: Mapping[str, Any] = field(default=_EMPTY, converter=_message_extra, repr=False)
     #: Known keys that were present with an explicit ``null`` on input (sent back the same way).
     explicit_nulls: frozenset[str] = field(
         default=frozenset(), converter=_frozenset, repr=False, eq=False
@@ -480,12 +582,16 @@ _TEXT_ONLY_ROLES = frozenset({"system", "developer", "tool"})
 
 def _validate(m: Message) -> None:
     role = m.role
+    if not isinstance(role, str):
+        raise InvalidMessageError(f"role must be a string, got {type_name(role)}", field="role")
     if role not in ROLES:
         raise InvalidMessageError(
             f"unknown role {role!r}; expected one of {', '.join(sorted(ROLES))}", field="role"
         )
-    if m.name is not None and not isinstance(m.name, str):
-        raise InvalidMessageError("name must be a string", field="name")
+    for label in ("name", "tool_call_id", "refusal"):
+        value = getattr(m, label)
+        if value is not None and not isinstance(value, str):
+            raise InvalidMessageError(f"{label} must be a string", field=label)
     content = m.content
     if role == "assistant":
         if isinstance(content, tuple):
@@ -556,6 +662,8 @@ def as_messages(values: Iterable[MessageLike]) -> list[Message]:
 
 # --------------------------------------------------------------------------- usage
 
+_USAGE_KEYS = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"})
+
 
 @frozen(kw_only=True)
 class Usage:
@@ -564,7 +672,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
-    extra: Mapping[str, Any] = field(default=_EMPTY, converter=_frozen_mapping, repr=False)
+    extra: Mapping[str, Any] = field(default=_EMPTY, converter=_usage_extra, repr=False)
 
     @classmethod
     def from_openai(cls, d: Mapping[str, Any]) -> Usage:

@@ -24,13 +24,13 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Union
 
 import attrs
 from attrs import field, frozen
 
-from convkit.errors import UnknownModelError
+from convkit.errors import ModelsFileError, UnknownModelError
 
 __all__ = [
     "DEFAULT_FALLBACK",
@@ -322,17 +322,45 @@ class ModelRegistry:
         self._fallback = fallback
         self._lock = threading.Lock()
         self._cache: dict[str, ModelInfo] = {}
-        #: Bumped on every change, so that counters built from old entries can notice.
-        self.version = 0
+        self._version = 0
+        # Entries to load on first use (the CONVKIT_MODELS file of the process-wide registry).
+        self._deferred: Callable[[ModelRegistry], None] | None = None
+        self._load_lock = threading.RLock()
+        self._loading = False
         for m in models:
             self.add(m)
 
+    @property
+    def version(self) -> int:
+        """Bumped on every change, so that counters built from old entries can notice."""
+        self._ensure()
+        return self._version
+
+    def _defer(self, loader: Callable[[ModelRegistry], None]) -> None:
+        """Run ``loader(self)`` on first use, before any lookup or change (once it succeeds)."""
+        self._deferred = loader
+
+    def _ensure(self) -> None:
+        if self._deferred is None:
+            return
+        with self._load_lock:
+            loader = self._deferred
+            if loader is None or self._loading:
+                return  # loaded meanwhile, or this thread is the one loading
+            self._loading = True
+            try:
+                loader(self)
+                self._deferred = None
+            finally:
+                self._loading = False
+
     def add(self, info: ModelInfo) -> None:
         """Add or replace an entry."""
+        self._ensure()
         with self._lock:
             self._models[info.name.lower()] = info
             self._cache.clear()
-            self.version += 1
+            self._version += 1
 
     def register(self, name: str | ModelInfo, **figures: Any) -> ModelInfo:
         """Add a model by name and figures (see :class:`ModelInfo`), or an existing ModelInfo.
@@ -363,15 +391,17 @@ class ModelRegistry:
 
     def set_fallback(self, info: ModelInfo) -> None:
         """Replace the entry unknown models resolve to."""
+        self._ensure()
         with self._lock:
             self._fallback = info
             self._cache.clear()
-            self.version += 1
+            self._version += 1
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._lookup(name) is not None
 
     def __iter__(self) -> Any:
+        self._ensure()
         return iter(sorted(self._models.values(), key=lambda m: m.name))
 
     def get(self, name: str) -> ModelInfo:
@@ -385,6 +415,7 @@ class ModelRegistry:
         """Return the entry for ``name``; unknown names get the (estimated) fallback entry."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"a model name must be a non-empty string, got {name!r}")
+        self._ensure()
         cached = self._cache.get(name)
         if cached is not None:
             return cached
@@ -395,6 +426,7 @@ class ModelRegistry:
         return found
 
     def _lookup(self, name: str) -> ModelInfo | None:
+        self._ensure()
         models = self._models
         key = name.lower()
         if key in models:
@@ -429,30 +461,44 @@ def _renamed(info: ModelInfo, name: str) -> ModelInfo:
 
 
 def _load_env_file(reg: ModelRegistry) -> None:
+    """Register the models of the file named by ``CONVKIT_MODELS`` (run on first use).
+
+    Raises:
+        ModelsFileError: the file cannot be read or holds an invalid entry; every lookup
+            raises it until the file is fixed (``import convkit`` never does).
+    """
     path = os.environ.get("CONVKIT_MODELS")
     if not path:
         return
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise ModelsFileError(path, f"cannot be read ({exc.strerror or exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise ModelsFileError(path, f"is not JSON ({exc})") from None
     if isinstance(data, Mapping):
+        if not all(isinstance(v, Mapping) for v in data.values()):
+            raise ModelsFileError(path, "expected model objects")
         data = [{"name": k, **v} for k, v in data.items()]
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of model objects")
+        raise ModelsFileError(path, "expected a JSON list of model objects")
     for i, entry in enumerate(data):
         if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
-            raise ValueError(f"{path}: entry {i} needs a string 'name'")
+            raise ModelsFileError(path, f"entry {i} needs a string 'name'")
         figures = {k: v for k, v in entry.items() if k != "name"}
         if "image_cost" in figures:
-            raise ValueError(f"{path}: entry {i}: image_cost cannot be set from a file")
+            raise ModelsFileError(path, f"entry {i}: image_cost cannot be set from a file")
         try:
             reg.register(entry["name"], **figures)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: entry {i} ({entry['name']}): {exc}") from exc
+            raise ModelsFileError(path, f"entry {i} ({entry['name']}): {exc}") from None
 
 
-#: The process-wide registry used by convkit's functions.
+#: The process-wide registry used by convkit's functions. The ``CONVKIT_MODELS`` file is read
+#: on its first use, so that a missing or broken file cannot break ``import convkit``.
 registry = ModelRegistry(_BUILTIN)
-_load_env_file(registry)
+registry._defer(_load_env_file)
 
 
 def register(name: str | ModelInfo, **figures: Any) -> ModelInfo:

@@ -22,25 +22,39 @@ def default_reply_reserve(context_window: int, max_output_tokens: int) -> int:
     return min(4096, max_output_tokens, context_window // 4)
 
 
+def check_tokens(value: Any, name: str, *, minimum: int) -> None:
+    """Refuse a token figure that is not a whole number of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "positive" if minimum > 0 else "non-negative"
+        raise InvalidRequestError(
+            f"{name} must be a {kind} whole number, got {value!r}", param=name
+        )
+
+
 def prompt_budget(
     counter: TokenCounter,
     *,
     max_prompt_tokens: int | None = None,
     reply_tokens: int | None = None,
 ) -> int:
-    """The prompt-token budget for ``counter``'s model (tools not yet subtracted)."""
+    """The prompt-token budget for ``counter``'s model (tools not yet subtracted).
+
+    The one place a budget is read, so every entry point (``trim_messages``, the policies, a
+    conversation) holds it to one rule: ``max_prompt_tokens`` a positive whole number and
+    ``reply_tokens`` a non-negative one; ``nan``, ``inf``, floats and booleans raise
+    :class:`~convkit.InvalidRequestError` (a :class:`ValueError`).
+    """
     if max_prompt_tokens is not None:
-        if max_prompt_tokens <= 0:
-            raise ValueError(f"max_prompt_tokens must be positive, got {max_prompt_tokens}")
+        check_tokens(max_prompt_tokens, "max_prompt_tokens", minimum=1)
         return max_prompt_tokens
     info = counter.info
+    if reply_tokens is not None:
+        check_tokens(reply_tokens, "max_tokens", minimum=0)
     reserve = (
         reply_tokens
         if reply_tokens is not None
         else default_reply_reserve(info.context_window, info.max_output_tokens)
     )
-    if reserve < 0:
-        raise ValueError(f"the reply reserve must be >= 0, got {reserve}")
     if reserve >= info.context_window:
         raise InvalidRequestError(
             f"the reply reserve ({reserve} tokens) leaves no room for a prompt in "

@@ -23,6 +23,9 @@ T = TypeVar("T")
 HistoryItem = Union[Counted, Entry, Message, Mapping[str, Any]]
 
 
+_PREFIX_ROLES = frozenset({"system", "developer"})
+
+
 def _to_counted(it: Any, i: int, counter: TokenCounter, key: str) -> Counted:
     if isinstance(it, Counted):
         return it
@@ -44,6 +47,10 @@ class History:
 
     Policies walk history newest-first and stop once the budget is met, so a turn on a
     100,000-message thread touches about as many items as one on a 100-message thread.
+
+    The history's leading ``system`` / ``developer`` messages (the thread's oldest entries, as
+    :func:`trim_messages` reads them) are not history to trim but part of the prefix: they are
+    in :attr:`leading`, and indices start after them.
     """
 
     def __init__(self, items: Sequence[HistoryItem], counter: TokenCounter) -> None:
@@ -51,12 +58,24 @@ class History:
         self._counter = counter
         self._key = counting_key(counter)
         self._memo: dict[int, Counted] = {}
+        lead = 0
+        while lead < len(items) and self._raw(lead).message.role in _PREFIX_ROLES:
+            lead += 1
+        self._lead = lead
+
+    @property
+    def leading(self) -> list[Message]:
+        """The history's leading system / developer messages, which the prefix keeps."""
+        return [self._raw(k).message for k in range(self._lead)]
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) - self._lead
 
     def at(self, i: int) -> Counted:
-        """The ``i``-th item as a :class:`Counted` (converted and counted once)."""
+        """The ``i``-th item after the leading ones as a :class:`Counted` (counted once)."""
+        return self._raw(i + self._lead)
+
+    def _raw(self, i: int) -> Counted:
         item = self._items[i]
         if type(item) is Counted:
             return item  # the common case: nothing to convert or remember
@@ -73,7 +92,7 @@ class History:
         """
         tail = Tail(room, recount=self._counter.count_message, after_seq=after_seq)
         at = self.at
-        i = len(self._items) - 1
+        i = len(self) - 1
         while i >= 0:
             i -= tail.extend(at(k) for k in range(i, -1, -1))
             if i < 0 or tail.floor_reached:
@@ -95,6 +114,44 @@ class History:
         return False
 
 
+def cut_message(
+    counter: TokenCounter, m: Message, allowed: int, *, text_only: bool = False
+) -> tuple[Message, int]:
+    """``m`` with its text cut (an ellipsis marks the cut) to cost at most ``allowed`` tokens.
+
+    Returns the message and its count; the count stays above ``allowed`` only when what is not
+    text (images, tool calls) costs more on its own. ``text_only`` turns the message into text
+    alone, its tool calls written as a summary transcript writes them, then cuts that (what a
+    summarizer is given: the count then stays above ``allowed`` only if the role does).
+    """
+    others = (
+        ()
+        if text_only or isinstance(m.content, str) or m.content is None
+        else tuple(p for p in m.content if not isinstance(p, TextPart))
+    )
+    text = m.text
+    if text_only and m.tool_calls:
+        text += "".join(f"\n[calls {c.name}({c.arguments})]" for c in m.tool_calls)
+
+    def with_text(text: str) -> Message:
+        if text_only:
+            return attrs.evolve(m, content=text, tool_calls=None)
+        if not others:
+            return attrs.evolve(m, content=text)
+        return attrs.evolve(m, content=(TextPart(text=text), *others))
+
+    enc = counter.encoding
+    ids = enc.encode_ordinary(text)
+    keep = max(0, allowed - counter.count_message(with_text("")) - 1)
+    keep = min(keep, len(ids))
+    while True:
+        new = with_text(enc.decode(ids[:keep]) + ("…" if keep < len(ids) else ""))
+        tokens = counter.count_message(new)
+        if tokens <= allowed or keep == 0:
+            return new, tokens
+        keep = max(0, keep - max(1, tokens - allowed))
+
+
 def truncator(counter: TokenCounter) -> Any:
     """The truncation step for :func:`~convkit.context._groups.select`: cut the newest message."""
 
@@ -103,29 +160,8 @@ def truncator(counter: TokenCounter) -> Any:
     ) -> tuple[list[Unit], int]:
         unit = units[last_user]
         entry = unit.entries[0]
-        m: Message = entry.message
         allowed = entry.tokens - (need - budget)  # what the message may cost after cutting
-        others = (
-            ()
-            if isinstance(m.content, str) or m.content is None
-            else tuple(p for p in m.content if not isinstance(p, TextPart))
-        )
-
-        def with_text(text: str) -> Message:
-            if not others:
-                return attrs.evolve(m, content=text)
-            return attrs.evolve(m, content=(TextPart(text=text), *others))
-
-        enc = counter.encoding
-        ids = enc.encode_ordinary(m.text)
-        keep = max(0, allowed - counter.count_message(with_text("")) - 1)
-        keep = min(keep, len(ids))
-        while True:
-            new = with_text(enc.decode(ids[:keep]) + ("…" if keep < len(ids) else ""))
-            tokens = counter.count_message(new)
-            if tokens <= allowed or keep == 0:
-                break
-            keep = max(0, keep - max(1, tokens - allowed))
+        new, tokens = cut_message(counter, entry.message, allowed)
         units = list(units)
         units[last_user] = _unit(
             (attrs.evolve(entry, message=new, tokens=tokens), *unit.entries[1:])
@@ -149,8 +185,12 @@ def build_window(
     summarized: tuple[int, ...] = (),
     error: SummarizationError | None = None,
 ) -> Window:
-    """Fit ``history`` after ``system`` (and ``summary``) into ``budget``: the one window step."""
+    """Fit ``history`` after ``system`` (and ``summary``) into ``budget``: the one window step.
+
+    The prefix is ``system``, then the history's leading system messages, then the summary.
+    """
     prefix = [as_message(m, i) for i, m in enumerate(system)]
+    prefix.extend(history.leading)
     after_seq = None
     cost = 0
     carrier = None
@@ -212,7 +252,7 @@ def _exact(
 
 def _split_prefix(msgs: Sequence[Message]) -> int:
     k = 0
-    while k < len(msgs) and msgs[k].role in ("system", "developer"):
+    while k < len(msgs) and msgs[k].role in _PREFIX_ROLES:
         k += 1
     return k
 

@@ -11,8 +11,14 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from convkit._drive import adrive, drive
-from convkit.context._budget import counting_key, prefix_tokens, prompt_budget, summary_tokens
-from convkit.context._fit import History, HistoryItem, build_window
+from convkit.context._budget import (
+    check_tokens,
+    counting_key,
+    prefix_tokens,
+    prompt_budget,
+    summary_tokens,
+)
+from convkit.context._fit import History, HistoryItem, build_window, cut_message
 from convkit.context._values import (
     DEFAULT_SUMMARY_PROMPT,
     Counted,
@@ -103,10 +109,8 @@ class ContextPolicy(Protocol):
 
 
 def _check_budget(instance: Any, attribute: Any, value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{attribute.name} must be a positive whole number, got {value!r}")
+    if value is not None:
+        check_tokens(value, attribute.name, minimum=1)
 
 
 def _default_counter(self: Any) -> TokenCounter:
@@ -412,7 +416,9 @@ class Summarize(_Policy):
         """
         counter = self.counter
         summary_cost = 0 if summary is None else summary_tokens(counter, summary, self.summary_role)
-        fixed = self._fixed(system, summary, tools, self.summary_role, tool_choice)
+        fixed = self._fixed(
+            (*system, *history.leading), summary, tools, self.summary_role, tool_choice
+        )
         after = summary.covers_through_seq if summary is not None else None
         trigger_room = self.trigger * budget - fixed
         # What may stay after summarizing: target x budget, less the rewritten summary (capped).
@@ -453,6 +459,11 @@ class Summarize(_Policy):
         size = 0
         for i in range(live_start, keep_from):
             c = history.at(i)
+            if c.tokens > input_cap:
+                # One message larger than a whole request: the summarizer gets its text cut to
+                # the cap (the stored message is unchanged).
+                cut, tokens = cut_message(counter, c.message, input_cap, text_only=True)
+                c = attrs.evolve(c, message=cut, tokens=tokens)
             if batches[-1] and size + c.tokens > input_cap:
                 if len(batches) == self.max_batches_per_turn:
                     break

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Union
+from typing import Any, Union
 
-from attrs import frozen
+from attrs import Attribute, field, frozen
 
-from convkit.errors import SummarizationError
+from convkit.errors import InvalidRequestError, SummarizationError
 from convkit.messages import Message
 
 __all__ = [
@@ -87,6 +87,20 @@ class Summary:
         return Message(role=role, content=f"{SUMMARY_HEADER}\n{self.text}")
 
 
+def _whole(instance: object, attribute: Attribute[Any], value: Any) -> None:
+    # A plan is handed to a store's read: nan or inf there would mean "no limit at all".
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidRequestError(
+            f"{attribute.name} must be a non-negative whole number, got {value!r}",
+            param=attribute.name,
+        )
+
+
+def _whole_or_none(instance: object, attribute: Attribute[Any], value: Any) -> None:
+    if value is not None:
+        _whole(instance, attribute, value)
+
+
 @frozen(kw_only=True)
 class ReadPlan:
     """What a policy needs read from a thread for one request (see ``ContextPolicy.read_plan``).
@@ -97,8 +111,8 @@ class ReadPlan:
         after_seq: read only messages after this ``seq`` (the summary's coverage), or None.
     """
 
-    budget: int
-    after_seq: int | None = None
+    budget: int = field(validator=_whole)
+    after_seq: int | None = field(default=None, validator=_whole_or_none)
 
 
 @frozen(kw_only=True)

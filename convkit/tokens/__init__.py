@@ -50,6 +50,7 @@ import attrs
 
 from convkit import models as _models
 from convkit._encodings import get_encoding
+from convkit.errors import InvalidMessageError, InvalidRequestError
 from convkit.messages import (
     AudioPart,
     FilePart,
@@ -291,7 +292,7 @@ class TokenCounter:
             return None
         role = d.get("role")
         content = d.get("content")
-        if role not in _PLAIN_ROLES or type(content) is not str:
+        if type(role) is not str or role not in _PLAIN_ROLES or type(content) is not str:
             return None
         info = self.info
         n = info.tokens_per_message + self._short(role) + self.count_text(content)
@@ -391,7 +392,7 @@ class TokenCounter:
     def count_messages(self, messages: Iterable[MessageLike]) -> int:
         """Prompt tokens of ``messages`` alone (with reply priming, without tools)."""
         total = self.info.reply_priming
-        for i, m in enumerate(messages):
+        for i, m in enumerate(_message_list(messages)):
             if isinstance(m, Message):
                 total += self.count_message(m)
                 continue
@@ -436,7 +437,7 @@ class TokenCounter:
         total = self.info.reply_priming
         why: tuple[str, ...] = self._model_reasons
         system: MessageLike | None = None
-        for i, m in enumerate(messages):
+        for i, m in enumerate(_message_list(messages)):
             n, w = self._message(m, i)
             total += n
             if w:
@@ -484,7 +485,13 @@ class TokenCounter:
             return TokenCount(0)
         profile = self.tool_profile
         fns, other = _tools.functions_of(tools, functions)
-        n, beyond, inexact = _tools.definitions_cost(fns, other, profile, self.count_text)
+        _tools.check_choice(tool_choice, function_call)
+        try:
+            n, beyond, inexact = _tools.definitions_cost(fns, other, profile, self.count_text)
+        except RecursionError:
+            raise InvalidRequestError(
+                "tool schemas nest too deeply to render", param="tools"
+            ) from None
         names = [str(f.get("name", "")) for f in fns]
         k, notes = _tools.choice_cost(tool_choice, function_call, names, profile, self.count_text)
         n += k
@@ -520,6 +527,13 @@ class TokenCounter:
         return image_tokens(self.info.image_cost, size[0], size[1], part.detail)
 
 
+def _message_list(messages: Any) -> Iterable[MessageLike]:
+    """``messages`` if it can be a list of messages; else an InvalidMessageError."""
+    if isinstance(messages, (str, bytes, Mapping, Message)) or not isinstance(messages, Iterable):
+        raise InvalidMessageError(f"expected a list of messages, got {type(messages).__name__}")
+    return messages
+
+
 def _get(d: Any, key: str) -> Any:
     return d.get(key) if isinstance(d, Mapping) else None
 
@@ -548,8 +562,17 @@ def image_tokens(
     if min(w, h) > cost.short_side:
         scale = cost.short_side / min(w, h)
         w, h = w * scale, h * scale
-    tiles = math.ceil(w / 512 - 1e-9) * math.ceil(h / 512 - 1e-9)
-    return cost.base + cost.tile * tiles
+    return cost.base + cost.tile * _units(w, 512) * _units(h, 512)
+
+
+def _units(length: float, size: int) -> int:
+    """How many ``size``-pixel tiles (or patches) cover ``length`` pixels: at least one.
+
+    Scaling an extreme aspect ratio can leave a side a fraction of a pixel long; it is still
+    one row of tiles, never zero. A tiny epsilon keeps float noise (1056.0000000001) from
+    costing a whole extra unit.
+    """
+    return max(1, math.ceil(length / size - 1e-9))
 
 
 def _patches(width: int, height: int, cap: int) -> int:
@@ -558,9 +581,9 @@ def _patches(width: int, height: int, cap: int) -> int:
         return raw
     r = math.sqrt(32 * 32 * cap / (width * height))
     pw, ph = width * r / 32, height * r / 32
-    r *= min(math.floor(pw) / pw, math.floor(ph) / ph)
-    # A tiny epsilon keeps float noise (1056.0000000001) from costing a whole extra patch.
-    return min(cap, math.ceil(width * r / 32 - 1e-9) * math.ceil(height * r / 32 - 1e-9))
+    # Shrink so whole patches fit each side; a side under one patch stays one patch wide.
+    r *= min(max(1, math.floor(pw)) / pw, max(1, math.floor(ph)) / ph)
+    return min(cap, _units(width * r, 32) * _units(height * r, 32))
 
 
 def image_dimensions(url: str) -> tuple[int, int] | None:

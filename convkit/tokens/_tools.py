@@ -28,6 +28,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from convkit._wire import JSONValueError, copy_json
+from convkit.errors import InvalidRequestError
 from convkit.models import ToolProfile
 
 # Keys of a property schema that the published vectors cover.
@@ -257,9 +259,13 @@ def functions_of(
     """
     out: list[Mapping[str, Any]] = []
     other: list[str] = []
+    _check_json(tools, "tools")
+    _check_json(functions, "functions")
     for i, tool in enumerate(tools or ()):
         if not isinstance(tool, Mapping):
-            raise TypeError(f"tools[{i}] must be an object, got {type(tool).__name__}")
+            raise InvalidRequestError(
+                f"tools[{i}] must be an object, got {type(tool).__name__}", param="tools"
+            )
         kind = tool.get("type", "function")
         fn = tool.get(kind) if isinstance(kind, str) else None
         if kind == "function" and isinstance(fn, Mapping):
@@ -268,9 +274,31 @@ def functions_of(
             other.append(_json(dict(tool)))
     for i, fn in enumerate(functions or ()):
         if not isinstance(fn, Mapping):
-            raise TypeError(f"functions[{i}] must be an object, got {type(fn).__name__}")
+            raise InvalidRequestError(
+                f"functions[{i}] must be an object, got {type(fn).__name__}", param="functions"
+            )
         out.append(fn)
     return out, other
+
+
+def _check_json(value: Any, param: str, *, listed: bool = True) -> None:
+    """Refuse a parameter that is not JSON (or, when ``listed``, not a list) as a request would."""
+    if value is None:
+        return
+    if listed and not isinstance(value, (list, tuple)):
+        raise InvalidRequestError(
+            f"{param} must be a list, got {type(value).__name__}", param=param
+        )
+    try:
+        copy_json(value, strict=True)
+    except JSONValueError as exc:
+        raise InvalidRequestError(f"{param}: {exc}", param=param) from None
+
+
+def check_choice(tool_choice: Any, function_call: Any) -> None:
+    """Refuse a ``tool_choice`` / ``function_call`` that is not JSON (InvalidRequestError)."""
+    _check_json(tool_choice, "tool_choice", listed=False)
+    _check_json(function_call, "function_call", listed=False)
 
 
 def render(functions: Sequence[Mapping[str, Any]], profile: ToolProfile) -> str:
