@@ -2,17 +2,21 @@
 
 Some servers echo what they received, the ``Authorization`` header included, in error bodies.
 Everything the clients build from server data — error messages, decoded bodies, text quoted
-from a stream — goes through one :class:`Redactor` first.
+from a stream, exception chains — goes through one :class:`Redactor` first; the log records of
+httpx and httpcore pass a filter that cuts the keys of every live client out.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from convkit.errors import APIStatusError, TransportError
 
-__all__ = ["REDACTED", "Redactor"]
+__all__ = ["HTTP_LOGGERS", "REDACTED", "Redactor"]
 
 #: What replaces the API key, or a piece of it, in text built from server data.
 REDACTED = "[redacted]"
@@ -31,10 +35,12 @@ class Redactor:
     than 4 characters are left alone.
     """
 
-    __slots__ = ("_key",)
+    __slots__ = ("__weakref__", "_key")
 
     def __init__(self, api_key: str | None) -> None:
         self._key = api_key if api_key and len(api_key) >= _SHORTEST_KEY else None
+        if self._key is not None:
+            _LOG_GUARD.watch(self)
 
     def __repr__(self) -> str:
         return f"Redactor(active={self._key is not None})"
@@ -99,6 +105,58 @@ class Redactor:
         return err
 
 
+#: The loggers of httpx and httpcore: they quote what servers send (a reason phrase, response
+#: headers) and the exceptions they meet, in which a server may echo the key.
+HTTP_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+
+
+class _LogGuard(logging.Filter):
+    """A filter on :data:`HTTP_LOGGERS` that cuts the keys of every live client out of records.
+
+    Installed when the first client with a key is made. It costs nothing while those loggers are
+    off (no record is made), and a ``getMessage()`` per record when they are on.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("convkit")
+        self._redactors: weakref.WeakSet[Redactor] = weakref.WeakSet()
+        self._installed = False
+        self._lock = threading.Lock()
+
+    def watch(self, redactor: Redactor) -> None:
+        with self._lock:
+            self._redactors.add(redactor)
+            if not self._installed:
+                for name in HTTP_LOGGERS:
+                    logging.getLogger(name).addFilter(self)
+                self._installed = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redactors = list(self._redactors)
+        if not redactors:
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken record is the logging module's to report
+            return True
+        cut = text
+        for r in redactors:
+            cut = r.text(cut)
+        if cut is not text:
+            record.msg, record.args = cut, None
+        return True
+
+
+_LOG_GUARD = _LogGuard()
+
+
 def _cut_args(exc: BaseException, key: str) -> None:
     """Redact the key from the string arguments of ``exc`` (nested exceptions included)."""
     args = exc.args
@@ -124,7 +182,7 @@ def _shows(exc: BaseException, key: str) -> bool:
     head = key[:_KEY_FRAGMENT]
     try:
         return head in str(exc) or head in repr(exc)
-    except Exception:
+    except Exception:  # a broken __str__ may hide anything: replace the exception to be safe
         return True
 
 

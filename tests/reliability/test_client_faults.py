@@ -281,6 +281,24 @@ def test_a_key_quoted_by_a_dropped_stream_is_cut_out_of_the_chain(
     assert not shows_key(out.error)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_key_echoed_by_the_server_stays_out_of_httpx_and_httpcore_logs(
+    kind: str, stream: bool, server: FakeChatServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # httpx logs the reason phrase at INFO; httpcore logs response headers and the exceptions
+    # it meets at DEBUG. A server echoing the key in any of them must not put it in a log line.
+    echo = http(f"HTTP/1.1 500 Bearer {KEY}".encode(), {"X-Echo": KEY, "Content-Length": "0"}, b"")
+    garbage = f"HTTP/1.1 2OO {KEY}\r\n\r\n".encode()
+    server.enqueue(Reply.raw_http(echo), Reply.raw_http(garbage))
+    with caplog.at_level(logging.DEBUG):
+        out = run_call(kind, server, stream=stream, max_retries=1)
+    assert isinstance(out.error, TransportError)
+    assert "HTTP Request" in caplog.text and "receive_response_headers" in caplog.text
+    assert KEY[:8] not in caplog.text
+    assert "[redacted]" in caplog.text
+
+
 # ---- 16. the event-stream decoder is linear and bounded
 
 
