@@ -143,7 +143,15 @@ class AsyncChatClient(BaseChatClient):
             http = self._http
             request = self._wire.build(http, effect.content, stream=effect.stream)
             at = time.monotonic()
-            return Sent(await http.send(request, stream=True), at)
+            if effect.seconds is None:
+                return Sent(await http.send(request, stream=True), at)
+            import anyio
+
+            with anyio.move_on_after(effect.seconds):
+                return Sent(await http.send(request, stream=True), at)
+            raise httpx.ReadTimeout(
+                f"no response headers within {effect.seconds:g} s", request=request
+            )
         if isinstance(effect, ReadBody):
             import anyio
 

@@ -63,6 +63,9 @@ class Send:
 
     content: bytes
     stream: bool
+    #: The longest the whole answer may take (``Timeouts.answer_seconds``), or None. The async
+    #: shell also bounds the wait for the headers by it; a blocking wait cannot be cut short.
+    seconds: float | None = None
 
 
 @frozen
@@ -225,11 +228,13 @@ def _attempts(errors: ErrorMap, retries: Retries, content: bytes, *, stream: boo
     Returns the :class:`Sent` of a stream whose body is an event stream, and ``(response,
     body)`` for a whole 2xx answer.
     """
+    timeouts = errors.timeouts
+    seconds = timeouts.answer_seconds(stream=stream) if timeouts is not None else None
     while True:
         headers: Mapping[str, str] | None = None
         cause: BaseException | None = None
         try:
-            sent: Sent = yield Send(content, stream)
+            sent: Sent = yield Send(content, stream, seconds)
         except httpx.HTTPError as exc:
             err, retryable = errors.transport(exc)
             cause = exc

@@ -462,3 +462,17 @@ def test_a_slow_drip_of_a_whole_answer_is_bounded_by_read(
     assert isinstance(out.error, APITimeoutError)
     assert "did not end within 0.4 s" in str(out.error)
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_slow_drip_of_headers_is_bounded_in_async_code(
+    stream: bool, server: FakeChatServer
+) -> None:
+    # (A blocking read cannot be cut short: the sync client bounds each read of the headers.)
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%d: y\r\n" % i for i in range(100))
+    drip = [head[i : i + 4] for i in range(0, len(head), 4)]
+    server.enqueue(*[Reply.raw_http(drip, piece_delay=0.01)] * 3)
+    timeout = Timeouts(read=0.3, total=0.3)
+    out = run_call("async", server, stream=stream, max_retries=2, timeout=timeout)
+    assert isinstance(out.error, APITimeoutError)
+    assert len(server.requests) == 1
