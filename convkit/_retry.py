@@ -7,6 +7,7 @@ the transport mapping) marks as retryable; ``None`` means "give up and raise".
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +19,8 @@ __all__ = ["RETRYABLE_STATUSES", "Backoff", "is_retryable_status", "retry_after_
 #: Statuses worth another attempt, besides every 5xx: request timeout, conflict (a lock held by
 #: a concurrent request), rate limit.
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
+# The longest wait a Backoff field takes, as Timeouts takes (sleeping longer overflows).
+_MAX_WAIT = 1_000_000.0
 
 
 def is_retryable_status(status: int, headers: Mapping[str, str] | None = None) -> bool:
@@ -56,10 +59,15 @@ def retry_after_seconds(
     try:
         seconds = float(raw)
     except ValueError:
-        parsed = email.utils.parsedate_tz(raw)
-        if parsed is None:
-            return None
-        seconds = email.utils.mktime_tz(parsed) - now()
+        try:
+            parsed = email.utils.parsedate_tz(raw)
+            if parsed is None:
+                return None
+            # A date far in the future (year 99999999999) is past what the calendar functions
+            # take: it asks for a wait longer than any limit, so it reads as infinity.
+            seconds = email.utils.mktime_tz(parsed) - now()
+        except (OverflowError, ValueError, OSError):
+            return math.inf
         return max(seconds, 0.0)
     if seconds != seconds or seconds < 0:
         return None
@@ -93,8 +101,14 @@ class Backoff:
     def __attrs_post_init__(self) -> None:
         for name in ("initial", "maximum", "multiplier", "max_retry_after"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-                raise ValueError(f"Backoff.{name} must be a non-negative number, got {value!r}")
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not 0 <= value <= _MAX_WAIT  # False for NaN and infinity too
+            ):
+                raise ValueError(
+                    f"Backoff.{name} must be a number in [0, {_MAX_WAIT:g}], got {value!r}"
+                )
 
     def delay(self, attempt: int, headers: Mapping[str, str] | None = None) -> float | None:
         """Seconds to wait before retry number ``attempt`` (0-based), or None to give up."""
@@ -102,5 +116,17 @@ class Backoff:
             asked = retry_after_seconds(headers)
             if asked is not None:
                 return asked if asked <= self.max_retry_after else None
-        cap = min(self.maximum, self.initial * self.multiplier**attempt)
-        return self.random() * cap
+        return self.random() * self.cap(attempt)
+
+    def cap(self, attempt: int) -> float:
+        """The longest wait before retry number ``attempt``: ``initial * multiplier**attempt``,
+        at most ``maximum`` (for any ``attempt``: the power is never let overflow)."""
+        if self.initial == 0 or self.multiplier <= 1:  # the power shrinks: no overflow
+            return min(self.maximum, self.initial * self.multiplier**attempt)
+        # multiplier**attempt reaches maximum/initial after log(maximum/initial)/log(multiplier)
+        # attempts; past that the cap is maximum, and computing the power would overflow.
+        if self.maximum == 0 or attempt >= math.log(self.maximum / self.initial) / math.log(
+            self.multiplier
+        ):
+            return self.maximum
+        return min(self.maximum, self.initial * self.multiplier**attempt)

@@ -21,9 +21,25 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from convkit._wire import JSON_ERRORS, error_detail
-from convkit.errors import APIStatusError, StreamError, TransportError, status_error_class
+from convkit.errors import (
+    APIStatusError,
+    ResponseTooLargeError,
+    StreamError,
+    TransportError,
+    status_error_class,
+)
 
-__all__ = ["ChatEventDecoder", "SSEDecoder", "ServerSentEvent", "error_from_event"]
+__all__ = [
+    "ChatEventDecoder",
+    "EventTooLongError",
+    "SSEDecoder",
+    "ServerSentEvent",
+    "error_from_event",
+]
+
+
+class EventTooLongError(ValueError):
+    """One line, or one event's data, grew past the decoder's ``max_event_chars``."""
 
 
 class ServerSentEvent(NamedTuple):
@@ -43,6 +59,11 @@ _new_event = tuple.__new__
 class SSEDecoder:
     """Incremental event-stream parser: ``feed(bytes)`` returns the events completed so far.
 
+    The work is linear in the input however it is split: a line that arrives in many pieces is
+    held as those pieces and joined once, when it ends. ``max_event_chars`` (None: no bound)
+    bounds the characters of one line and of one event's data; past it :meth:`feed` raises
+    :class:`EventTooLongError` and the decoder is spent.
+
     Example::
 
         >>> d = SSEDecoder()
@@ -54,9 +75,13 @@ class SSEDecoder:
 
     __slots__ = (
         "_data",
+        "_data_chars",
         "_decoder",
         "_event",
+        "_held",
+        "_held_chars",
         "_last_id",
+        "_max",
         "_retry",
         "_skip_lf",
         "_split_char",
@@ -64,7 +89,12 @@ class SSEDecoder:
         "_tail",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_event_chars: int | None = None) -> None:
+        self._max = max_event_chars
+        # Pieces of the current line that came in feeds without a line end, joined when it ends.
+        self._held: list[str] = []
+        self._held_chars = 0
+        self._data_chars = 0  # characters of data lines held for the current event
         # "replace" as the spec says: one bad byte must not cost the rest of the stream.
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._split_char = False  # the decoder holds the first bytes of a split character
@@ -96,6 +126,7 @@ class SSEDecoder:
         such an event is complete.
         """
         events = self._feed_text(self._decoder.decode(b"", final=True))
+        self._join_held()
         if self._tail:
             line, self._tail = self._tail, ""
             events.extend(self._lines([line]))
@@ -114,6 +145,17 @@ class SSEDecoder:
             self._skip_lf = False
             if text[0] == "\n":
                 text = text[1:]
+                if not text:
+                    return []
+        if "\n" not in text and "\r" not in text:
+            # No line ends here: hold the piece. Joining it to the tail now would copy the
+            # whole line again on every feed (quadratic in the line's length).
+            self._held.append(text)
+            self._held_chars += len(text)
+            if self._max is not None and len(self._tail) + self._held_chars > self._max:
+                self._too_long("a line")
+            return []
+        self._join_held()
         buf = self._tail + text if self._tail else text
         if "\r" in buf:
             # A CR at the very end already ends its line; remember it so that an LF opening the
@@ -124,6 +166,7 @@ class SSEDecoder:
             # In the middle of an event: go line by line.
             lines = buf.split("\n")
             self._tail = lines.pop()
+            self._check_tail()
             return self._lines(lines) if lines else []
         # Fast path, the same result as the line-by-line rules: between events, cut the text at
         # blank lines; a block that is a lone "data: ..." line is an event as it stands.
@@ -131,7 +174,10 @@ class SSEDecoder:
         rest = blocks.pop()
         events: list[ServerSentEvent] = []
         last_id, retry = self._last_id, self._retry
+        most = self._max
         for block in blocks:
+            if most is not None and len(block) > most:
+                self._too_long("an event")
             if block[:6] == "data: " and "\n" not in block:
                 events.append(_new_event(ServerSentEvent, (block[6:], None, last_id, retry)))
             else:
@@ -142,16 +188,35 @@ class SSEDecoder:
         if rest:
             lines = rest.split("\n")
             self._tail = lines.pop()
+            self._check_tail()
             if lines:
                 events.extend(self._lines(lines))
         else:
             self._tail = ""
         return events
 
+    def _join_held(self) -> None:
+        if self._held:
+            self._tail += "".join(self._held)
+            self._held = []
+            self._held_chars = 0
+
+    def _check_tail(self) -> None:
+        if self._max is not None and len(self._tail) > self._max:
+            self._too_long("a line")
+
+    def _too_long(self, what: str) -> None:
+        # Drop what is held: the decoder is spent, and the caller must not keep the memory.
+        self._held, self._held_chars, self._tail, self._data = [], 0, "", []
+        raise EventTooLongError(f"{what} of the event stream is longer than {self._max} characters")
+
     def _lines(self, lines: list[str]) -> list[ServerSentEvent]:
         events: list[ServerSentEvent] = []
         data = self._data
+        most = self._max
         for line in lines:
+            if most is not None and len(line) > most:
+                self._too_long("a line")
             if not line:
                 if data:
                     events.append(self._dispatch())
@@ -161,6 +226,10 @@ class SSEDecoder:
             elif line.startswith("data:"):
                 value = line[5:]
                 data.append(value[1:] if value[:1] == " " else value)
+                if self._max is not None:
+                    self._data_chars += len(line)
+                    if self._data_chars > self._max:
+                        self._too_long("an event")
             elif line[0] == ":":
                 continue  # a comment, such as ": keep-alive"
             else:
@@ -188,6 +257,7 @@ class SSEDecoder:
             self._retry,
         )
         self._data = []
+        self._data_chars = 0
         self._event = None
         return event
 
@@ -239,7 +309,9 @@ class ChatEventDecoder:
     * ``event: error``, or a data object carrying ``error`` and no ``choices`` →
       :class:`~convkit.APIStatusError` (see :func:`error_from_event`);
     * data that is not a JSON object → :class:`~convkit.StreamError` (malformed);
-    * :meth:`close` before ``[DONE]`` → :class:`~convkit.StreamError` (truncated).
+    * :meth:`close` before ``[DONE]`` → :class:`~convkit.StreamError` (truncated);
+    * a line or an event longer than ``max_event_chars`` →
+      :class:`~convkit.errors.ResponseTooLargeError`.
 
     Error messages quote the offending data, cut to 200 characters. Pass ``redact`` (text in,
     text out) to remove secrets from it first: redacting after the cut could miss a secret the
@@ -255,12 +327,17 @@ class ChatEventDecoder:
         ([{'choices': []}], [], StreamError('the stream ended before data: [DONE] (truncated)'))
     """
 
-    __slots__ = ("_redact", "_sse", "done", "failure", "request_id", "truncated")
+    __slots__ = ("_max", "_redact", "_sse", "done", "failure", "request_id", "truncated")
 
     def __init__(
-        self, *, request_id: str | None = None, redact: Callable[[str], str] | None = None
+        self,
+        *,
+        request_id: str | None = None,
+        redact: Callable[[str], str] | None = None,
+        max_event_chars: int | None = None,
     ) -> None:
-        self._sse = SSEDecoder()
+        self._sse = SSEDecoder(max_event_chars=max_event_chars)
+        self._max = max_event_chars
         self._redact = redact
         #: True once ``data: [DONE]`` has arrived.
         self.done = False
@@ -274,14 +351,23 @@ class ChatEventDecoder:
         """Consume bytes; return the chunk objects they completed."""
         if self.done or self.failure is not None:
             return []
-        events = self._sse.feed(chunk)
+        try:
+            events = self._sse.feed(chunk)
+        except EventTooLongError:
+            self.failure = self._too_long()
+            return []
         return self._handle(events, False) if events else []
 
     def close(self) -> list[dict[str, Any]]:
         """Signal end of input; return pending chunk objects (a missing ``[DONE]`` is a failure)."""
         if self.done or self.failure is not None:
             return []
-        out = self._handle(self._sse.close(), True)
+        try:
+            events = self._sse.close()
+        except EventTooLongError:
+            self.failure = self._too_long()
+            return []
+        out = self._handle(events, True)
         if not self.done and self.failure is None:
             self.failure = StreamError("the stream ended before data: [DONE] (truncated)")
             self.truncated = True
@@ -319,6 +405,16 @@ class ChatEventDecoder:
                 break
             out.append(obj)
         return out
+
+    def _too_long(self) -> ResponseTooLargeError:
+        size = self._max if self._max is not None else 0
+        err = ResponseTooLargeError(
+            f"an event of the stream is longer than max_event_chars={size}: stopped reading",
+            limit="max_event_chars",
+            size=size,
+        )
+        err.request_id = self.request_id
+        return err
 
     def _redacted(self, data: str) -> str:
         return self._redact(data) if self._redact is not None else data

@@ -20,6 +20,7 @@ The tree::
         ├── ConnectError                      could not connect
         ├── APITimeoutError (TimeoutError)    connect/read/idle-stream timeout
         ├── StreamError                       malformed or truncated server-sent events
+        ├── ResponseTooLargeError             an answer grew past a configured size limit
         └── APIStatusError                    the server answered with an HTTP error status
             ├── BadRequestError (400)
             │   └── ContextLengthExceededError  the server says the prompt is too long
@@ -67,6 +68,7 @@ __all__ = [
     "PluginError",
     "RateLimitError",
     "ResponseFormatError",
+    "ResponseTooLargeError",
     "SchemaVersionError",
     "StoreError",
     "StoreValueError",
@@ -314,6 +316,29 @@ class StreamError(TransportError):
     """
 
     def __init__(self, message: str, *, partial: ChatResponse | None = None) -> None:
+        self.partial = partial
+        super().__init__(message)
+
+
+class ResponseTooLargeError(TransportError):
+    """An answer grew past one of the client's size limits; reading stopped there.
+
+    Raised for a body (decompressed) longer than ``max_body_bytes``, a stream longer than
+    ``max_stream_bytes``, or one stream event longer than ``max_event_chars`` (see
+    ``convkit.client.ResponseLimits``). Never retried: the same request would grow as large
+    again.
+
+    Attributes:
+        limit: the name of the limit that was reached, such as ``"max_stream_bytes"``.
+        size: that limit's value.
+        partial: for a stream, what had been accumulated before the limit (or None).
+    """
+
+    def __init__(
+        self, message: str, *, limit: str, size: int, partial: ChatResponse | None = None
+    ) -> None:
+        self.limit = limit
+        self.size = size
         self.partial = partial
         super().__init__(message)
 

@@ -3,7 +3,8 @@
 Both clients are thin shells. Everything that decides — request building, error mapping, retry
 decisions, key redaction — is I/O-free and written once:
 
-* :mod:`convkit.client._config`: the default endpoint, :class:`Timeouts`, headers, TLS;
+* :mod:`convkit.client._config`: the default endpoint, :class:`Timeouts`,
+  :class:`ResponseLimits`, headers and the API key checked, TLS;
 * :mod:`convkit.client._redact`: the API key kept out of everything built from server data;
 * :mod:`convkit.client._errors`: failures mapped to convkit's error tree;
 * :mod:`convkit.client._attempt`: the attempt loop (send, classify, retry or raise) as
@@ -34,18 +35,20 @@ from __future__ import annotations
 from convkit._retry import Backoff
 from convkit.client._async import AsyncChatClient, AsyncChatStream
 from convkit.client._base import BaseChatClient
-from convkit.client._config import DEFAULT_BASE_URL, Timeouts
+from convkit.client._config import DEFAULT_BASE_URL, MAX_TIMEOUT, ResponseLimits, Timeouts
 from convkit.client._drain import DONE_DRAIN_SECONDS
 from convkit.client._sync import ChatClient, ChatStream
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DONE_DRAIN_SECONDS",
+    "MAX_TIMEOUT",
     "AsyncChatClient",
     "AsyncChatStream",
     "Backoff",
     "BaseChatClient",
     "ChatClient",
     "ChatStream",
+    "ResponseLimits",
     "Timeouts",
 ]

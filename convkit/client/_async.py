@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -10,10 +12,20 @@ import httpx
 
 from convkit._retry import Backoff
 from convkit.chat import ChatChunk, ChatRequest, ChatResponse
-from convkit.client._attempt import Effect, ReadBody, Send, Sleep, Steps, T, complete_attempts
+from convkit.client._attempt import (
+    BodyRead,
+    Effect,
+    ReadBody,
+    Send,
+    Sent,
+    Sleep,
+    Steps,
+    T,
+    complete_attempts,
+)
 from convkit.client._attempt import adrive as _adrive
 from convkit.client._base import BaseChatClient
-from convkit.client._config import Timeouts, default_ssl_context
+from convkit.client._config import ResponseLimits, Timeouts, default_ssl_context
 from convkit.client._drain import adrain, log_undrained
 from convkit.client._stream import BaseStream
 from convkit.errors import TransportError
@@ -22,7 +34,7 @@ from convkit.messages import MessageLike
 __all__ = ["AsyncChatClient", "AsyncChatStream"]
 
 #: How an :class:`AsyncChatStream` runs its attempt generators: over its client's httpx client.
-ARun = Callable[[Steps[httpx.Response]], Awaitable[httpx.Response]]
+ARun = Callable[[Steps[Sent]], Awaitable[Sent]]
 
 
 class AsyncChatClient(BaseChatClient):
@@ -50,6 +62,7 @@ class AsyncChatClient(BaseChatClient):
         max_retries: int = 2,
         backoff: Backoff | None = None,
         stream_usage: bool = True,
+        limits: ResponseLimits | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         import anyio  # httpx depends on anyio; imported here to keep the sync path lean
@@ -62,6 +75,7 @@ class AsyncChatClient(BaseChatClient):
             max_retries=max_retries,
             backoff=backoff,
             stream_usage=stream_usage,
+            limits=limits,
             _caller_client=http_client is not None,
         )
         self._owns_http = http_client is None
@@ -128,13 +142,31 @@ class AsyncChatClient(BaseChatClient):
         if isinstance(effect, Send):
             http = self._http
             request = self._wire.build(http, effect.content, stream=effect.stream)
-            return await http.send(request, stream=effect.stream)
+            at = time.monotonic()
+            if effect.seconds is None:
+                return Sent(await http.send(request, stream=True), at)
+            import anyio
+
+            with anyio.move_on_after(effect.seconds):
+                return Sent(await http.send(request, stream=True), at)
+            raise httpx.ReadTimeout(
+                f"no response headers within {effect.seconds:g} s", request=request
+            )
         if isinstance(effect, ReadBody):
+            import anyio
+
+            response = effect.response
+            body = BodyRead(effect, self._wire.errors)
+            left = body.left()
             try:
-                await effect.response.aread()
+                with anyio.move_on_after(math.inf if left is None else left) as scope:
+                    async for piece in response.aiter_bytes():
+                        body.add(piece)
             finally:
-                await effect.response.aclose()
-            return None
+                await response.aclose()
+            if scope.cancelled_caught:
+                raise body.timed_out()
+            return body.body()
         assert isinstance(effect, Sleep)
         await self._sleep(effect.seconds)
         return None
@@ -204,11 +236,12 @@ class AsyncChatStream(BaseStream[ARun]):
         steps = self._open_steps()
         await self._release()
         try:
-            response = await self._link.run(steps)
+            sent = await self._link.run(steps)
         except TransportError as err:
             self._gave_up(err)
             raise
-        raw = self._opened(response)
+        response = sent.response
+        raw = self._opened(sent)
         self._http_response = response
         self._bytes = response.aiter_raw() if raw else response.aiter_bytes()
 
@@ -219,17 +252,33 @@ class AsyncChatStream(BaseStream[ARun]):
             assert core is not None
             assert self._bytes is not None
             try:
-                data = await self._bytes.__anext__()
+                data = await self._read_piece(self._bytes)
             except StopAsyncIteration:
                 self._pending.extend(core.close())
             except httpx.HTTPError as exc:
                 self._body_failed(exc)
             else:
-                self._pending.extend(core.feed(data))
+                if data is None:
+                    self._check_deadline(passed=True)
+                else:
+                    self._pending.extend(core.feed(data))
+                    self._check_deadline()
         elif step == "finish":
             await self._finish()
         else:
             await self._open()
+
+    async def _read_piece(self, pieces: AsyncIterator[bytes]) -> bytes | None:
+        """The next piece of the body, or None once the attempt's deadline has passed."""
+        left = self._left()
+        if left is None:
+            return await pieces.__anext__()
+        import anyio
+
+        # A cancel scope ends the wait at the deadline, whatever the transport.
+        with anyio.move_on_after(left):
+            return await pieces.__anext__()
+        return None
 
     async def _finish(self) -> None:
         self._done()

@@ -5,9 +5,10 @@ raise, or wait and send again. The loop is written here once, as generators that
 I/O they need as effect objects and receive its result (or get its httpx exception thrown
 back in), the way the store's statement generators work:
 
-* :class:`Send` — send the request; the result is the :class:`httpx.Response` (streamed
-  when ``stream`` is true, read whole otherwise);
-* :class:`ReadBody` — read a streamed response's whole body, then close it (always);
+* :class:`Send` — send the request; the result is a :class:`Sent`: the
+  :class:`httpx.Response` once its headers came, its body unread, and when it was sent;
+* :class:`ReadBody` — read a response's whole body within a size limit and a deadline, then
+  close it (always); the result is the body;
 * :class:`Sleep` — wait before the next attempt.
 
 :class:`~convkit.client.ChatClient` and :class:`~convkit.client.AsyncChatClient` run these
@@ -19,6 +20,7 @@ they do for a call. Retry decisions come from :mod:`convkit._retry`, error mappi
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any, TypeVar
 
@@ -31,10 +33,12 @@ from convkit.client._errors import ErrorMap
 from convkit.errors import APIStatusError, TransportError
 
 __all__ = [
+    "BodyRead",
     "Effect",
     "ReadBody",
     "Retries",
     "Send",
+    "Sent",
     "Sleep",
     "adrive",
     "complete_attempts",
@@ -50,17 +54,42 @@ T = TypeVar("T")
 
 @frozen
 class Send:
-    """Send the request body ``content``; answer with the :class:`httpx.Response`."""
+    """Send the request body ``content``; answer with a :class:`Sent`.
+
+    The response comes back as soon as its headers have arrived (its body not yet read), for
+    streams and whole answers alike: a failure reading the body is then known to have
+    happened after the answer began. ``stream`` says what to ask for (``Accept``).
+    """
 
     content: bytes
     stream: bool
+    #: The longest the whole answer may take (``Timeouts.answer_seconds``), or None. The async
+    #: shell also bounds the wait for the headers by it; a blocking wait cannot be cut short.
+    seconds: float | None = None
+
+
+@frozen
+class Sent:
+    """What :class:`Send` answers: the ``response`` (body unread) and ``at``, the monotonic
+    time the request was sent, from which :attr:`ReadBody.deadline` is counted."""
+
+    response: httpx.Response
+    at: float
 
 
 @frozen
 class ReadBody:
-    """Read the whole body of a streamed ``response``, then close it; answer None."""
+    """Read the whole body of ``response`` (decoded), then close it; answer with its bytes.
+
+    The read stops with :class:`~convkit.errors.ResponseTooLargeError` past ``max_bytes``
+    and with :class:`~convkit.errors.APITimeoutError` once the monotonic clock passes
+    ``deadline`` (None: no deadline); the shell builds both errors through ``errors``.
+    """
 
     response: httpx.Response
+    max_bytes: int
+    deadline: float | None = None
+    seconds: float | None = None
 
 
 @frozen
@@ -68,6 +97,50 @@ class Sleep:
     """Wait ``seconds`` before the next attempt; answer None."""
 
     seconds: float
+
+
+class BodyRead:
+    """The bytes of one :class:`ReadBody`, collected within its limits (no I/O).
+
+    The shells feed it each decoded piece of the body; :meth:`add` raises the
+    :class:`~convkit.errors.TransportError` that ends the read once the body is too long or
+    its deadline has passed (checked as each piece arrives).
+    """
+
+    __slots__ = ("_effect", "_errors", "_pieces", "_size")
+
+    def __init__(self, effect: ReadBody, errors: ErrorMap) -> None:
+        self._effect = effect
+        self._errors = errors
+        self._pieces: list[bytes] = []
+        self._size = 0
+
+    def left(self) -> float | None:
+        """Seconds until the deadline (never below 0), or None without one."""
+        deadline = self._effect.deadline
+        return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+    def add(self, piece: bytes) -> None:
+        """Take one piece of the body."""
+        self._size += len(piece)
+        if self._size > self._effect.max_bytes:
+            status = self._effect.response.status_code
+            raise self._errors.too_large(
+                "max_body_bytes", self._effect.max_bytes, f"the HTTP {status} body"
+            )
+        self._pieces.append(piece)
+        deadline = self._effect.deadline
+        if deadline is not None and time.monotonic() > deadline:
+            raise self.timed_out()
+
+    def timed_out(self) -> TransportError:
+        """The error for a body whose deadline passed."""
+        seconds = self._effect.seconds
+        return self._errors.deadline(seconds if seconds is not None else 0.0, stream=False)
+
+    def body(self) -> bytes:
+        """The whole body."""
+        return b"".join(self._pieces)
 
 
 Effect = Send | ReadBody | Sleep
@@ -133,46 +206,69 @@ def _give_up_or_wait(
 ) -> Steps[None]:
     delay = retries.delay(err, retryable, headers)
     if delay is None:
-        errors.redactor.error(err)
         if cause is not None:
-            raise err from cause
+            err.__cause__ = cause
+        # Redacted last, chain included: httpx's exceptions quote what they were given.
+        errors.redactor.error(err)
         raise err
     yield Sleep(delay)
 
 
+def _read(errors: ErrorMap, sent: Sent, *, stream: bool) -> Steps[bytes]:
+    """Read ``sent``'s whole body within the client's limits (raises what the shell raises)."""
+    seconds = errors.timeouts.answer_seconds(stream=stream) if errors.timeouts else None
+    deadline = sent.at + seconds if seconds is not None else None
+    body: bytes = yield ReadBody(sent.response, errors.limits.max_body_bytes, deadline, seconds)
+    return body
+
+
 def _attempts(errors: ErrorMap, retries: Retries, content: bytes, *, stream: bool) -> Steps[Any]:
-    """Send until the server gives a usable answer (returned), or raise the last failure."""
+    """Send until the server gives a usable answer, or raise the last failure.
+
+    Returns the :class:`Sent` of a stream whose body is an event stream, and ``(response,
+    body)`` for a whole 2xx answer.
+    """
+    timeouts = errors.timeouts
+    seconds = timeouts.answer_seconds(stream=stream) if timeouts is not None else None
     while True:
         headers: Mapping[str, str] | None = None
         cause: BaseException | None = None
         try:
-            response: httpx.Response = yield Send(content, stream)
+            sent: Sent = yield Send(content, stream, seconds)
         except httpx.HTTPError as exc:
             err, retryable = errors.transport(exc)
             cause = exc
         else:
-            if response.status_code < 400 and (not stream or is_event_stream(response)):
-                return response
-            if stream:
-                try:
-                    yield ReadBody(response)
-                except httpx.HTTPError as exc:
-                    err, retryable = errors.transport(exc)
-                    cause = exc
-            if cause is None:
-                if response.status_code >= 400:
+            response = sent.response
+            status = response.status_code
+            if status < 400 and stream and is_event_stream(response):
+                return sent
+            try:
+                raw = yield from _read(errors, sent, stream=stream)
+            except httpx.HTTPError as exc:
+                err, retryable = errors.answer_failed(exc, status)
+                cause = exc
+            except TransportError as exc:  # a limit of the read: never retried
+                err, retryable = exc, False
+            else:
+                if status < 400 and not stream:
+                    return response, raw
+                if status >= 400:
                     headers = response.headers
-                    err = errors.status(response)
-                    retryable = is_retryable_status(response.status_code, headers)
+                    err = errors.status(response, raw)
+                    retryable = is_retryable_status(status, headers)
                 else:
-                    err, retryable = errors.unexpected_body(response), False
+                    err, retryable = errors.unexpected_body(response, raw), False
         yield from _give_up_or_wait(errors, retries, err, retryable, headers=headers, cause=cause)
 
 
 def complete_attempts(errors: ErrorMap, retries: Retries, content: bytes) -> Steps[ChatResponse]:
     """One non-streamed call: the parsed response (a malformed one is not retried)."""
-    response = yield from _attempts(errors, retries, content, stream=False)
-    return errors.parse(response)
+    response, raw = yield from _attempts(errors, retries, content, stream=False)
+    try:
+        return errors.parse(response, raw)
+    except TransportError as err:
+        raise errors.redactor.error(err) from None
 
 
 def open_attempts(
@@ -180,8 +276,8 @@ def open_attempts(
     retries: Retries,
     content: bytes,
     failed: tuple[TransportError, bool] | None = None,
-) -> Steps[httpx.Response]:
-    """Open a stream: the response whose body is the event stream.
+) -> Steps[Sent]:
+    """Open a stream: the :class:`Sent` whose response body is the event stream.
 
     ``failed`` is the failure that ended the previous attempt's body, with whether a retry
     may help (the caller passes False once a chunk has reached its user: a retry would show
@@ -189,8 +285,8 @@ def open_attempts(
     """
     if failed is not None:
         yield from _give_up_or_wait(errors, retries, *failed)
-    response: httpx.Response = yield from _attempts(errors, retries, content, stream=True)
-    return response
+    sent: Sent = yield from _attempts(errors, retries, content, stream=True)
+    return sent
 
 
 def drive(steps: Steps[T], handle: Callable[[Effect], Any]) -> T:

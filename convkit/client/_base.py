@@ -12,7 +12,15 @@ from attrs import frozen
 from convkit._retry import Backoff
 from convkit.chat import ChatRequest
 from convkit.client._attempt import Retries
-from convkit.client._config import Timeouts, env_api_key, env_base_url, request_headers
+from convkit.client._config import (
+    ResponseLimits,
+    Timeouts,
+    check_api_key,
+    check_headers,
+    env_api_key,
+    env_base_url,
+    request_headers,
+)
 from convkit.client._errors import ErrorMap
 from convkit.client._redact import Redactor
 from convkit.errors import InvalidRequestError
@@ -39,6 +47,7 @@ class Wire:
         headers: Mapping[str, str],
         timeouts: Timeouts | None,
         stream_usage: bool,
+        limits: ResponseLimits | None = None,
     ) -> None:
         # Kept private and out of every repr: it only ever goes into the Authorization header.
         self._api_key = api_key
@@ -49,7 +58,13 @@ class Wire:
         self.stream_usage = stream_usage
         idle = timeouts.stream_idle if timeouts is not None else None
         #: Builds this client's errors, the API key cut out.
-        self.errors = ErrorMap(url, Redactor(api_key), idle)
+        self.errors = ErrorMap(
+            url,
+            Redactor(api_key),
+            idle,
+            timeouts,
+            limits if limits is not None else ResponseLimits(),
+        )
 
     def __repr__(self) -> str:
         return f"Wire(url={self.errors.url!r})"
@@ -82,17 +97,34 @@ class Wire:
             )
         return http.build_request("POST", self.url, content=content, headers=headers)
 
-    def start_idle_timeout(self, response: httpx.Response) -> None:
-        """Bound each wait for the next piece of ``response``'s body by ``stream_idle``."""
+    @property
+    def limits(self) -> ResponseLimits:
+        """How large an answer may grow."""
+        return self.errors.limits
+
+    def start_idle_timeout(self, response: httpx.Response, left: float | None = None) -> None:
+        """Bound each wait for the next piece of ``response``'s body by ``stream_idle``.
+
+        ``left`` (seconds to the attempt's deadline, if any) tightens it further.
+        """
         # httpcore reads the request's "timeout" extension when the body iteration starts, so
         # tightening "read" here makes every wait for the next piece of the body bounded by
         # stream_idle, while the wait for the headers stayed bounded by read.
-        idle = self.errors.stream_idle
-        if idle is None:
+        self.tighten_read(response, self.errors.stream_idle)
+        self.tighten_read(response, left)
+
+    @staticmethod
+    def tighten_read(response: httpx.Response, seconds: float | None) -> None:
+        """Bound each wait for a piece of ``response``'s body (not yet started) by ``seconds``."""
+        if seconds is None:
             return
         timeouts = response.request.extensions.get("timeout")
         if isinstance(timeouts, dict):
-            timeouts["read"] = idle
+            read = timeouts.get("read")
+            # 0 would make the socket non-blocking; a deadline just passed is caught as the
+            # next piece arrives.
+            seconds = max(seconds, 0.001)
+            timeouts["read"] = seconds if read is None else min(read, seconds)
 
 
 @frozen
@@ -125,12 +157,18 @@ class BaseChatClient:
         max_retries: int = 2,
         backoff: Backoff | None = None,
         stream_usage: bool = True,
+        limits: ResponseLimits | None = None,
         _caller_client: bool = False,
     ) -> None:
         if base_url is None:
             base_url = env_base_url()
         if api_key is None:
             api_key = env_api_key()
+        # Refused here, the key unshown, rather than inside httpx at call time, key quoted.
+        api_key = check_api_key(api_key)
+        extra = check_headers(headers or {})
+        if limits is not None and not isinstance(limits, ResponseLimits):
+            raise TypeError(f"limits must be ResponseLimits or None, got {type(limits).__name__}")
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
             raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
         #: The API root, such as ``https://api.openai.com/v1`` (no trailing slash).
@@ -144,10 +182,11 @@ class BaseChatClient:
         timeouts = None if timeout is None and _caller_client else Timeouts.coerce(timeout)
         self._wire = Wire(
             url=self.base_url + "/chat/completions",
-            api_key=api_key or None,
-            headers=headers or {},
+            api_key=api_key,
+            headers=extra,
             timeouts=timeouts,
             stream_usage=stream_usage,
+            limits=limits,
         )
 
     def __repr__(self) -> str:

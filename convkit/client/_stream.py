@@ -7,6 +7,7 @@ decides, after each read, what the shell does next (:meth:`BaseStream._next_step
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from types import MappingProxyType
@@ -17,9 +18,16 @@ import httpx
 from convkit._retry import is_retryable_status
 from convkit._sse import ChatEventDecoder
 from convkit.chat import ChatChunk, ChatRequest, ChatResponse, StreamAccumulator, check_chunk
-from convkit.client._attempt import Steps, open_attempts
+from convkit.client._attempt import Sent, Steps, open_attempts
 from convkit.client._base import Link
-from convkit.errors import APIStatusError, ResponseFormatError, StreamError, TransportError
+from convkit.client._config import ResponseLimits
+from convkit.errors import (
+    APIStatusError,
+    ResponseFormatError,
+    ResponseTooLargeError,
+    StreamError,
+    TransportError,
+)
 
 __all__ = ["BaseStream", "StreamCore", "reads_raw"]
 
@@ -32,7 +40,7 @@ Step = Literal["open", "read", "finish"]
 class StreamCore:
     """The I/O-free heart of one attempt: bytes in, chunks out, accumulation and failure state."""
 
-    __slots__ = ("acc", "error", "events", "retryable")
+    __slots__ = ("_left", "_max_bytes", "acc", "error", "events", "retryable")
 
     def __init__(
         self,
@@ -40,15 +48,34 @@ class StreamCore:
         redact: Callable[[str], str] | None = None,
         *,
         accumulate: bool = True,
+        limits: ResponseLimits | None = None,
     ) -> None:
+        limits = limits if limits is not None else ResponseLimits()
         # Server data goes into error messages redacted first, and only then cut to length.
-        self.events = ChatEventDecoder(request_id=request_id, redact=redact)
+        self.events = ChatEventDecoder(
+            request_id=request_id, redact=redact, max_event_chars=limits.max_event_chars
+        )
         self.acc: StreamAccumulator | None = StreamAccumulator() if accumulate else None
         self.error: TransportError | None = None
         self.retryable = False
+        self._max_bytes = limits.max_stream_bytes
+        self._left = limits.max_stream_bytes
 
     def feed(self, data: bytes) -> list[ChatChunk]:
-        """The chunks ``data`` completes."""
+        """The chunks ``data`` completes (none past ``max_stream_bytes``: the attempt fails)."""
+        left = self._left
+        self._left = left - len(data)
+        if self._left < 0:
+            # Decode up to the limit (its chunks are delivered), then stop: nothing past it.
+            chunks = self._chunks(self.events.feed(data[:left])) if left > 0 else []
+            if self.error is None and self.events.failure is None:
+                self.events.failure = ResponseTooLargeError(
+                    f"the stream is longer than max_stream_bytes={self._max_bytes}: "
+                    "stopped reading",
+                    limit="max_stream_bytes",
+                    size=self._max_bytes,
+                )
+            return chunks + self._chunks([])
         return self._chunks(self.events.feed(data))
 
     def close(self) -> list[ChatChunk]:
@@ -82,11 +109,15 @@ class StreamCore:
         if failure is not None and self.error is None:
             if isinstance(failure, APIStatusError):
                 retryable = is_retryable_status(failure.status_code)
+            elif isinstance(failure, ResponseTooLargeError):
+                retryable = False  # another attempt would grow as large
             else:
                 # A truncated stream is a dropped connection: worth a retry if nothing was shown.
                 retryable = self.events.truncated
             self.fail(failure, retryable)
-        if isinstance(self.error, StreamError) and self.error.partial is None:
+        if isinstance(self.error, (StreamError, ResponseTooLargeError)) and (
+            self.error.partial is None
+        ):
             self.error.partial = self.acc.response() if self.acc is not None else None
 
 
@@ -132,6 +163,7 @@ class BaseStream(Generic[R]):
         self._fresh = StreamAccumulator()
         #: The server's request id once the stream is open.
         self.request_id: str | None = None
+        self._deadline: float | None = None
 
     def __repr__(self) -> str:
         state = "done" if self._finished else "closed" if self._closed else "open"
@@ -174,7 +206,7 @@ class BaseStream(Generic[R]):
             return "open"
         return "finish" if core.events.done else "read"
 
-    def _open_steps(self) -> Steps[httpx.Response]:
+    def _open_steps(self) -> Steps[Sent]:
         """The attempt generator that (re)opens the stream after the current attempt."""
         core = self._core
         failed = None
@@ -184,15 +216,36 @@ class BaseStream(Generic[R]):
         wire = self._link.wire
         return open_attempts(wire.errors, self._link.retries, self._content, failed)
 
-    def _opened(self, response: httpx.Response) -> bool:
-        """Start a new attempt on ``response``; True when its raw bytes can be read."""
-        self.request_id = response.headers.get("x-request-id")
+    def _opened(self, sent: Sent) -> bool:
+        """Start a new attempt on ``sent``'s response; True when its raw bytes can be read."""
+        response = sent.response
         wire = self._link.wire
+        self.request_id = wire.errors.request_id(response)
         self._core = StreamCore(
-            self.request_id, wire.errors.redactor.text, accumulate=self.accumulates
+            self.request_id,
+            wire.errors.redactor.text,
+            accumulate=self.accumulates,
+            limits=wire.limits,
         )
-        wire.start_idle_timeout(response)
+        total = wire.timeouts.total if wire.timeouts is not None else None
+        self._deadline = sent.at + total if total is not None else None
+        wire.start_idle_timeout(response, self._left())
         return reads_raw(response)
+
+    def _left(self) -> float | None:
+        """Seconds to this attempt's deadline (``Timeouts.total``; never below 0), or None."""
+        deadline = self._deadline
+        return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+    def _check_deadline(self, *, passed: bool = False) -> None:
+        """Fail the attempt once its deadline has passed (keep-alives do not hold it open)."""
+        deadline, core = self._deadline, self._core
+        if deadline is None or core is None or core.error is not None:
+            return
+        if passed or time.monotonic() > deadline:
+            wire = self._link.wire
+            total = wire.timeouts.total if wire.timeouts is not None else None
+            core.fail(wire.errors.deadline(total or 0.0, stream=True), False)
 
     def _gave_up(self, err: TransportError) -> None:
         """The stream failed for good with ``err``."""

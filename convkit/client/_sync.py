@@ -11,10 +11,20 @@ import httpx
 
 from convkit._retry import Backoff
 from convkit.chat import ChatChunk, ChatRequest, ChatResponse
-from convkit.client._attempt import Effect, ReadBody, Send, Sleep, Steps, T, complete_attempts
+from convkit.client._attempt import (
+    BodyRead,
+    Effect,
+    ReadBody,
+    Send,
+    Sent,
+    Sleep,
+    Steps,
+    T,
+    complete_attempts,
+)
 from convkit.client._attempt import drive as _drive
 from convkit.client._base import BaseChatClient
-from convkit.client._config import Timeouts, default_ssl_context
+from convkit.client._config import ResponseLimits, Timeouts, default_ssl_context
 from convkit.client._drain import drain, log_undrained
 from convkit.client._stream import BaseStream
 from convkit.errors import TransportError
@@ -23,7 +33,7 @@ from convkit.messages import MessageLike
 __all__ = ["ChatClient", "ChatStream"]
 
 #: How a :class:`ChatStream` runs its attempt generators: over its client's httpx client.
-Run = Callable[[Steps[httpx.Response]], httpx.Response]
+Run = Callable[[Steps[Sent]], Sent]
 
 
 class ChatClient(BaseChatClient):
@@ -52,6 +62,7 @@ class ChatClient(BaseChatClient):
         max_retries: int = 2,
         backoff: Backoff | None = None,
         stream_usage: bool = True,
+        limits: ResponseLimits | None = None,
         http_client: httpx.Client | None = None,
     ) -> None:
         super().__init__(
@@ -62,6 +73,7 @@ class ChatClient(BaseChatClient):
             max_retries=max_retries,
             backoff=backoff,
             stream_usage=stream_usage,
+            limits=limits,
             _caller_client=http_client is not None,
         )
         self._owns_http = http_client is None
@@ -136,13 +148,20 @@ class ChatClient(BaseChatClient):
         if isinstance(effect, Send):
             http = self._http
             request = self._wire.build(http, effect.content, stream=effect.stream)
-            return http.send(request, stream=effect.stream)
+            at = time.monotonic()
+            return Sent(http.send(request, stream=True), at)
         if isinstance(effect, ReadBody):
+            response = effect.response
+            body = BodyRead(effect, self._wire.errors)
             try:
-                effect.response.read()
+                # A blocking read cannot be interrupted: each read waits at most until the
+                # deadline, which is checked again as each piece arrives.
+                self._wire.tighten_read(response, body.left())
+                for piece in response.iter_bytes():
+                    body.add(piece)
             finally:
-                effect.response.close()
-            return None
+                response.close()
+            return body.body()
         assert isinstance(effect, Sleep)
         self._sleep(effect.seconds)
         return None
@@ -218,11 +237,12 @@ class ChatStream(BaseStream[Run]):
         steps = self._open_steps()
         self._release()
         try:
-            response = self._link.run(steps)
+            sent = self._link.run(steps)
         except TransportError as err:
             self._gave_up(err)
             raise
-        raw = self._opened(response)
+        response = sent.response
+        raw = self._opened(sent)
         self._http_response = response
         self._bytes = response.iter_raw() if raw else response.iter_bytes()
 
@@ -240,6 +260,7 @@ class ChatStream(BaseStream[Run]):
                 self._body_failed(exc)
             else:
                 self._pending.extend(core.feed(data))
+                self._check_deadline()
         elif step == "finish":
             self._finish()
         else:

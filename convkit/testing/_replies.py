@@ -134,7 +134,11 @@ class Reply:
     * ``omit_done=True``: end the body without ``data: [DONE]``;
     * ``event_error_at=N``: send ``event: error`` after N chunks, then end the body; its data
       is ``event_error`` (default: an OpenAI-shaped ``server_error`` object). Non-streamed,
-      that object is the 200 body.
+      that object is the 200 body;
+    * ``piece_delay``: seconds to wait before each piece of a :meth:`raw_stream` or
+      :meth:`raw_http` answer (a slow drip);
+    * :meth:`raw_http`: the exact bytes of the whole HTTP answer — status line, headers and
+      body, garbage included — after which the connection is closed.
 
     Example::
 
@@ -170,6 +174,8 @@ class Reply:
     omit_done: bool = False
     event_error_at: int | None = None
     event_error: Any = None
+    piece_delay: float = 0.0
+    raw_http_pieces: tuple[bytes, ...] | None = field(default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.chunk_size < 1 or self.events_per_write < 1:
@@ -178,8 +184,8 @@ class Reply:
             raise ValueError("split_writes must be at least 1")
         if self.line_ending not in ("\n", "\r\n", "\r"):
             raise ValueError("line_ending must be '\\n', '\\r\\n' or '\\r'")
-        if self.stall_seconds < 0 or self.latency < 0:
-            raise ValueError("stall_seconds and latency must be non-negative")
+        if self.stall_seconds < 0 or self.latency < 0 or self.piece_delay < 0:
+            raise ValueError("stall_seconds, latency and piece_delay must be non-negative")
 
     # ---- builders
 
@@ -256,6 +262,22 @@ class Reply:
         pieces = tuple(p.encode() if isinstance(p, str) else bytes(p) for p in data)
         return cls(raw_pieces=pieces, **options)
 
+    @classmethod
+    def raw_http(cls, data: bytes | str | Iterable[bytes | str], **options: Any) -> Reply:
+        """Answer, streamed or not, with these exact bytes as the whole HTTP response (status
+        line and headers included), then close the connection. A sequence is written piece by
+        piece; with ``piece_delay`` each piece waits that long first (a slowloris drip).
+
+        Example::
+
+            Reply.raw_http(b"HTTP/1.1 200 OK\\r\\nContent-Length: 100\\r\\n\\r\\n{\\"id\\"")
+            Reply.raw_http(b"garbage\\r\\n\\r\\n")
+        """
+        if isinstance(data, (bytes, str)):
+            data = [data]
+        pieces = tuple(p.encode() if isinstance(p, str) else bytes(p) for p in data)
+        return cls(raw_http_pieces=pieces, **options)
+
     def with_options(self, **options: Any) -> Reply:
         """A copy with some options changed."""
         return evolve(self, **options)
@@ -279,6 +301,8 @@ def describe(reply: Reply) -> str:
         return f"refusal({reply.refusal_text[:20]!r})"
     if reply.raw_pieces is not None:
         return "raw_stream"
+    if reply.raw_http_pieces is not None:
+        return "raw_http"
     if reply.content is not None:
         return f"text({reply.content[:20]!r})"
     return "json"

@@ -152,6 +152,9 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.latency:
             owner._wait(reply.latency)
         render = Render(owner.prompt_tokens_fn, reply, body, n)
+        if reply.raw_http_pieces is not None:
+            self._raw_http(reply)
+            return
         if reply.status >= 400:
             self._send_json(reply.status, reply.body, reply.headers)
             return
@@ -243,9 +246,25 @@ class _Handler(BaseHTTPRequestHandler):
         self._flush(out, reply)
         self._end_stream()
 
+    def _raw_http(self, reply: Reply) -> None:
+        assert reply.raw_http_pieces is not None
+        owner = self.server.owner
+        self.close_connection = True
+        for piece in reply.raw_http_pieces:
+            if reply.piece_delay:
+                owner._wait(reply.piece_delay)
+            if owner._stopping.is_set():
+                raise _Abort
+            self.wfile.write(piece)
+            self.wfile.flush()
+        self._drop()
+
     def _stream_pieces(self, pieces: Sequence[bytes], reply: Reply) -> None:
+        owner = self.server.owner
         self._start_stream(reply.headers)
         for piece in pieces:
+            if reply.piece_delay:
+                owner._wait(reply.piece_delay)
             if piece:
                 self._write_chunk(piece)
         if reply.drop_after_chunks is not None:

@@ -18,6 +18,7 @@ from convkit.client._attempt import (
     ReadBody,
     Retries,
     Send,
+    Sent,
     Sleep,
     complete_attempts,
     drive,
@@ -56,9 +57,9 @@ class Script:
             outcome = self.outcomes.pop(0)
             if isinstance(outcome, Exception):
                 raise outcome
-            return outcome
+            return Sent(outcome, 0.0)
         if isinstance(effect, ReadBody):
-            effect.response.read()
+            return effect.response.read()
         return None
 
 
@@ -67,7 +68,7 @@ def test_the_attempt_loop_retries_without_any_io_of_its_own() -> None:
     response = drive(complete_attempts(errors(), retries(), b"{}"), script)
     assert response.text == "hi"
     kinds = [type(e) for e in script.effects]
-    assert kinds == [Send, Sleep, Send, Sleep, Send]
+    assert kinds == [Send, Sleep, Send, ReadBody, Sleep, Send, ReadBody]
     assert [e.seconds for e in script.effects if isinstance(e, Sleep)] == [0.5, 1.0]
 
 
@@ -99,7 +100,7 @@ def test_a_retryable_stream_failure_waits_then_reopens() -> None:
     events = answer(200, headers={"content-type": "text/event-stream"}, content=b"")
     script = Script(events)
     got = drive(open_attempts(errors(), retries(), b"{}", (StreamError("cut"), True)), script)
-    assert got is events
+    assert got.response is events
     assert [type(e) for e in script.effects] == [Sleep, Send]
 
 
