@@ -45,6 +45,7 @@ from convkit.errors import (
     PermissionDeniedError,
     PluginError,
     RateLimitError,
+    ResponseTooLargeError,
     SchemaVersionError,
     StoreError,
     StoreValueError,
@@ -79,6 +80,7 @@ if TYPE_CHECKING:  # pragma: no cover - names resolved lazily at run time
         Backoff,
         ChatClient,
         ChatStream,
+        ResponseLimits,
         Timeouts,
     )
     from convkit.conversation import AsyncConversation, Conversation
@@ -91,6 +93,7 @@ _LAZY: dict[str, str] = {
     "AsyncConversation": "convkit.conversation",
     "Conversation": "convkit.conversation",
     "Reply": "convkit.turn",
+    "ResponseLimits": "convkit.client",
     "AsyncChatStream": "convkit.client",
     "AsyncStore": "convkit.store",
     "Backoff": "convkit.client",
@@ -146,6 +149,8 @@ __all__ = [
     "RawPart",
     "ReadPlan",
     "Reply",
+    "ResponseLimits",
+    "ResponseTooLargeError",
     "SchemaVersionError",
     "Store",
     "StoreError",

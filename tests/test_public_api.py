@@ -43,7 +43,7 @@ PUBLIC = {
     "Window", "trim_messages",
     # the call
     "AsyncChatClient", "AsyncChatStream", "Backoff", "ChatChunk", "ChatClient", "ChatResponse",
-    "ChatStream", "Timeouts",
+    "ChatStream", "ResponseLimits", "Timeouts",
     # persistence
     "AsyncStore", "Store", "StoredMessage", "Thread",
     # errors
@@ -51,7 +51,7 @@ PUBLIC = {
     "ContextLengthExceededError", "ContextOverflowError", "ConvkitError",
     "EncodingUnavailableError", "InternalServerError", "InvalidMessageError",
     "InvalidRequestError", "NotFoundError", "PermissionDeniedError", "RateLimitError",
-    "SchemaVersionError", "StoreError", "StoreValueError", "StreamError", "SummarizationError",
+    "ResponseTooLargeError", "SchemaVersionError", "StoreError", "StoreValueError", "StreamError", "SummarizationError",
     "ThreadNotFoundError", "APITimeoutError", "TransportError", "UnknownModelError",
     "UnprocessableEntityError",
     "__version__",
