@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from convkit import Conversation, Summarize, TransportError
+from convkit import Conversation, TransportError
 from convkit.context import DEFAULT_SUMMARY_PROMPT
 from convkit.store import Store
 from convkit.testing import FakeChatServer, RecordedRequest, Reply
@@ -146,17 +146,20 @@ def test_a_key_used_through_a_whole_run_leaves_no_trace(
         return Reply.text(f"hello {len(auth)}", headers={"x-request-id": auth})
 
     caplog.set_level(logging.DEBUG)
-    with FakeChatServer(default_responder=echoing) as server, Store(db_url) as store:
-        with Conversation(
+    with (
+        FakeChatServer(default_responder=echoing) as server,
+        Store(db_url) as store,
+        Conversation(
             "gpt-4o", store=store, base_url=server.base_url, api_key=KEY, max_tokens=50
-        ) as conv:
-            conv.send("hello")
-            list(conv.stream("stream please"))
-            try:
-                conv.send("now fail please")
-            except TransportError as exc:
-                errors.append(exc)
-            reprs = [repr(conv), repr(conv.client), repr(store)]
+        ) as conv,
+    ):
+        conv.send("hello")
+        list(conv.stream("stream please"))
+        try:
+            conv.send("now fail please")
+        except TransportError as exc:
+            errors.append(exc)
+        reprs = [repr(conv), repr(conv.client), repr(store)]
     assert errors, "the failing turn must raise"
     chain: list[str] = []
     for err in errors:
