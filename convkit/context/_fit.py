@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar, Union
 
 import attrs
@@ -91,10 +91,17 @@ class History:
         the same a store's ``window()`` read uses.
         """
         tail = Tail(room, recount=self._counter.count_message, after_seq=after_seq)
-        at = self.at
+        items, lead, raw = self._items, self._lead, self._raw
+
+        def walk(start: int) -> Iterator[Counted]:
+            # at(k) inlined: this loop runs once per message a window reads
+            for k in range(start + lead, lead - 1, -1):
+                item = items[k]
+                yield item if type(item) is Counted else raw(k)
+
         i = len(self) - 1
         while i >= 0:
-            i -= tail.extend(at(k) for k in range(i, -1, -1))
+            i -= tail.extend(walk(i))
             if i < 0 or tail.floor_reached:
                 break
             # the entry at i was refused: go on down to an older user message, if there is one

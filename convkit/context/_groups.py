@@ -87,6 +87,9 @@ class Unit(NamedTuple):
     starts_user: bool
 
 
+_tuple_new = tuple.__new__
+
+
 def _unit(entries: Sequence[Any]) -> Unit:
     first = entries[0]
     if len(entries) == 1:
@@ -154,8 +157,10 @@ def units_of(
             left_out.append(c.seq)
             i += 1
             continue
-        if not m.tool_calls and "function_call" not in m.extra:
-            units.append(Unit((c,), c.tokens, m.role == "user"))  # the common case, inline
+        role = m.role
+        if not m.tool_calls and (role != "assistant" or "function_call" not in m.extra):
+            # the common case, built inline (tuple.__new__ skips the named tuple's own __new__)
+            units.append(_tuple_new(Unit, ((c,), c.tokens, role == "user")))
             i += 1
             continue
         keys = _call_keys(m)
@@ -343,6 +348,7 @@ class Tail:
         seen_user, ahead = self._seen_user, self._anchor_ahead
         include_incomplete = self.include_incomplete
         n = 0
+        refused = False
         for entry in entries:
             if floor is not None and entry.seq <= floor:
                 self.floor_reached = True
@@ -353,19 +359,22 @@ class Tail:
                 results.append(entry)
                 n += 1
                 continue
-            if not results and not m.tool_calls and "function_call" not in m.extra:
+            if (
+                not results
+                and not m.tool_calls
+                and (role != "assistant" or "function_call" not in m.extra)
+            ):
                 cost = (
                     0
-                    if entry.status == "incomplete" and not include_incomplete
-                    else int(entry.tokens)
+                    if not include_incomplete and entry.status == "incomplete"
+                    else entry.tokens
                 )
             else:
                 cost = self._cost(entry)
             anchor = role == "user" and (include_incomplete or entry.status != "incomplete")
             if used + cost > budget and (seen_user or (not ahead and not anchor)):
-                self.needs_anchor = not seen_user
+                refused = True
                 break
-            self.needs_anchor = False
             if results:
                 taken.extend(results)
                 results = self._results = []
@@ -374,6 +383,7 @@ class Tail:
             if anchor:
                 seen_user = True
             n += 1
+        self.needs_anchor = refused and not seen_user
         self._used, self._seen_user = used, seen_user
         return n
 
