@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from convkit.context import ContextPolicy
-from convkit.errors import ConvkitError, InvalidRequestError
+from convkit.errors import InvalidRequestError
 from convkit.turn import (
     Calibration,
     CloseStream,
@@ -959,6 +959,3 @@ async def _maybe_await(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
-
-
-_unused = ConvkitError

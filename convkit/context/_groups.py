@@ -365,9 +365,7 @@ class Tail:
                 and (role != "assistant" or "function_call" not in m.extra)
             ):
                 cost = (
-                    0
-                    if not include_incomplete and entry.status == "incomplete"
-                    else entry.tokens
+                    0 if not include_incomplete and entry.status == "incomplete" else entry.tokens
                 )
             else:
                 cost = self._cost(entry)

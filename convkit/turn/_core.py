@@ -445,7 +445,9 @@ class TurnCore:
             )
         history = list(w.messages)
         covered = w.summary.covers_through_seq if w.summary is not None else 0
-        prefix = sum(1 for m in history if m.role in ("system", "developer"))
+        prefix = 0  # the system prompt and summary lead the window
+        while prefix < len(history) and history[prefix].role in ("system", "developer"):
+            prefix += 1
         sent_history = len(history) - prefix
         newest = self._read_newest
         dropped = max(0, newest - covered - sent_history) if newest else len(w.dropped)
