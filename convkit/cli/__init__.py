@@ -27,7 +27,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from convkit.cli._config import Config, plugin_allowlist, resolve
 from convkit.cli._errors import CommandError, UsageError
@@ -45,6 +45,7 @@ __all__ = [
     "main",
     "open_client",
     "open_store",
+    "printable",
     "settings",
 ]
 
@@ -132,9 +133,35 @@ def _plugin_commands(subparsers: Subparsers) -> None:
         print(f"convkit: warning: {error}", file=sys.stderr)
 
 
+_CONTROLS = {
+    **{c: f"\\x{c:02x}" for c in range(0x20) if c not in (0x09,)},
+    0x7F: "\\x7f",
+    0x85: "\\x85",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def printable(text: str) -> str:
+    """``text`` with line breaks and control characters escaped, so a message stays one line.
+
+    Arguments and file names come from the user: echoed raw, a newline in one would split an
+    error in two (or forge a second line).
+    """
+    return text.translate(_CONTROLS)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors echo the user's words on one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {printable(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="convkit",
         description="Conversations with OpenAI-compatible endpoints: chat, threads, counting.",
         epilog="Settings: flags, then environment variables, then the config file "
@@ -178,7 +205,7 @@ def _report(exc: BaseException) -> int:
         message = _database_message(exc) or (
             f"unexpected {type(exc).__name__}: {_one_line(exc)} (--debug shows the traceback)"
         )
-    print(f"convkit: error: {_scrub(message)}", file=sys.stderr)
+    print(f"convkit: error: {printable(_scrub(message))}", file=sys.stderr)
     return code
 
 
