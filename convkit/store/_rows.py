@@ -208,6 +208,9 @@ class MessageRow(Base):
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON(none_as_null=True))
     # ROW_FORMAT for rows convkit validated before writing; NULL for rows older than 0002.
     format: Mapped[int | None] = mapped_column(SmallInteger)
+    #: The counting rules ``tokens`` was made with (``convkit.context.counting_key``); NULL for
+    #: rows older than 0004 (rules unknown: recounted for a window).
+    counted_with: Mapped[str | None] = mapped_column(String(MAX_ENCODING_LENGTH))
 
     __table_args__ = (
         CheckConstraint("status IN ('complete', 'incomplete')", name="ck_convkit_messages_status"),
@@ -270,6 +273,7 @@ MESSAGE_COLUMNS = (
     _messages.created_at,
     cast(_messages.metadata, Text).label("meta"),
     _messages.format,
+    _messages.counted_with,
 )
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -306,6 +310,7 @@ def _setters(cls: type, *names: str) -> tuple[Any, ...]:
     _s_usage,
     _s_created,
     _s_meta,
+    _s_counted,
 ) = _setters(
     StoredMessage,
     "thread_id",
@@ -317,6 +322,7 @@ def _setters(cls: type, *names: str) -> tuple[Any, ...]:
     "usage",
     "created_at",
     "metadata",
+    "counted_with",
 )
 _u_prompt, _u_completion, _u_total, _u_extra = _setters(
     Usage, "prompt_tokens", "completion_tokens", "total_tokens", "extra"
@@ -412,6 +418,7 @@ def message_from_row(row: Sequence[Any], thread_id: str, payload: Any = None) ->
     _s_usage(stored, usage_value)
     _s_created(stored, row[6])  # UTCDateTime hands out aware UTC values
     _s_meta(stored, MappingProxyType(meta) if meta else EMPTY_MAPPING)
+    _s_counted(stored, row[9])
     return stored
 
 

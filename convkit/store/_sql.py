@@ -483,6 +483,7 @@ _NEWEST = (
     .select_from(threads_t.outerjoin(messages_t, _IN_THREAD_RANGE))
     .where(_t.id == bindparam("tid"))
 )
+_N = len(MESSAGE_COLUMNS)  # where _NEWEST's thread columns start
 _by_seq = itemgetter(0)
 _ALL = 2**31 - 1  # "no bound" for the seq parameters (seq is a 32-bit column)
 
@@ -505,7 +506,7 @@ def messages(
     if not rows:
         raise ThreadNotFoundError(thread_id)
     head: Any = rows[0]
-    last_seq, parent_id, fork_seq = head[9], head[10], head[11]
+    last_seq, parent_id, fork_seq = head[_N], head[_N + 1], head[_N + 2]
     low = after_seq if last is None else max(after_seq, last_seq - last)
     if parent_id is None or fork_seq is None or low >= fork_seq:
         if head[0] is None:

@@ -163,7 +163,7 @@ class Store:
 
     def upgrade(self) -> tuple[str | None, str | None]:
         """Bring the schema to the newest revision; return (revision before, revision after)."""
-        with self.engine.execution_options(**WRITE).begin() as conn:
+        with database_errors(self.url), self.engine.execution_options(**WRITE).begin() as conn:
             return run_upgrade(conn)
 
     @property
