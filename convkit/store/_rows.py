@@ -277,6 +277,7 @@ MESSAGE_COLUMNS = (
 )
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_from_sqlite_text = datetime.fromisoformat
 _KNOWN_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id", "refusal"})
 _new = object.__new__
 _NO_NULLS: frozenset[str] = frozenset()
@@ -395,6 +396,7 @@ def message_from_row(row: Sequence[Any], thread_id: str, payload: Any = None) ->
 
     ``thread_id`` is the thread the row is read for (a fork's id, for history it shares);
     ``payload`` is the decoded message column, when the caller decoded a page at once.
+    ``created_at`` may be an aware datetime or the text SQLite stores (naive UTC).
     """
     if payload is None:
         payload = json.loads(row[1])
@@ -416,7 +418,10 @@ def message_from_row(row: Sequence[Any], thread_id: str, payload: Any = None) ->
     _s_encoding(stored, row[3])
     _s_status(stored, row[4])
     _s_usage(stored, usage_value)
-    _s_created(stored, row[6])  # UTCDateTime hands out aware UTC values
+    created = row[6]
+    if created.__class__ is str:  # SQLite's text, as its driver returns it (the raw path)
+        created = _from_sqlite_text(created + "+00:00")
+    _s_created(stored, created)  # aware UTC values (UTCDateTime hands out the same)
     _s_meta(stored, MappingProxyType(meta) if meta else EMPTY_MAPPING)
     _s_counted(stored, row[9])
     return stored
