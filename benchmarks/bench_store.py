@@ -27,6 +27,10 @@ filled, so the first read pass runs on tables *never analyzed*; then ``ANALYZE``
 reads are measured again. convkit also runs through PgBouncer (transaction pooling) on
 $CONVKIT_BENCH_PGBOUNCER_PORT (default 6432), beside the direct figures; skipped with a note if
 a server is not reachable.
+
+*turn* (``--backends turn``): the store-backed turn — ``append`` the new message, read its
+``window`` by the policy's ``read_plan``, ``TrimOldest.fit`` it — against the same policy fitting
+in-memory messages whose counts were made on entry, on SQLite, per turn.
 """
 
 from __future__ import annotations
@@ -707,6 +711,83 @@ def run_hops(appends: int, sizes: list[int], repeat: int) -> str:
     return "### aiosqlite\n\n" + _table(["`SELECT 1`", "µs per statement"], rows)
 
 
+def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
+    """The store-backed turn (append, window, fit) against the same fit over in-memory messages.
+
+    Both keep counts made once on entry; the store's turn also commits the message (durable by
+    default) and reads exactly its window back. Threads of each size, 50 turns a round, best of
+    ``repeat`` rounds (alternating), per turn.
+    """
+    from convkit import Message
+    from convkit.context import Counted, TrimOldest
+
+    policy = TrimOldest("gpt-4o", max_prompt_tokens=BUDGET, counter=COUNTER)
+    system = [Message.system("You are a helpful assistant.")]
+    tmp = Path(tempfile.mkdtemp(prefix="convkit-bench-"))
+    rows = []
+    turns = 50
+    try:
+        for n in sizes:
+            history = list(conversation(n))
+            stores = {
+                "durable default": Store(
+                    f"sqlite:///{tmp / f'turn{n}'}.sqlite3", create_tables=True, counter=COUNTER
+                ),
+                "synchronous=normal": Store(
+                    f"sqlite:///{tmp / f'turn{n}n'}.sqlite3?synchronous=normal",
+                    create_tables=True,
+                    counter=COUNTER,
+                ),
+            }
+            tids = {}
+            for label, store in stores.items():
+                tids[label] = store.create_thread().id
+                for i in range(0, n, 1000):
+                    store.append_many(tids[label], history[i : i + 1000])
+            memory: list[Counted] = []
+            for i, d in enumerate(history, start=1):
+                m = Message.from_openai(d)
+                memory.append(Counted(message=m, tokens=COUNTER.count_message(m), seq=i))
+            extra = list(conversation(turns * (repeat + 1), seed=5))
+            best: dict[str, float] = {}
+            k = 0
+            for r in range(repeat + 1):  # the first round warms up
+                batch = extra[k : k + turns]
+                k += turns
+                gc.collect()
+                t0 = time.perf_counter()
+                for d in batch:
+                    m = Message.from_openai(d)
+                    memory.append(
+                        Counted(message=m, tokens=COUNTER.count_message(m), seq=len(memory) + 1)
+                    )
+                    policy.fit(memory, system=system)
+                took = {"in memory": (time.perf_counter() - t0) / turns}
+                for label, store in stores.items():
+                    gc.collect()
+                    t0 = time.perf_counter()
+                    for d in batch:
+                        store.append(tids[label], d)
+                        window = store.window(tids[label], policy.read_plan(system=system))
+                        policy.fit(window, system=system)
+                    took[label] = (time.perf_counter() - t0) / turns
+                if r:
+                    for label, t in took.items():
+                        best[label] = min(best.get(label, t), t)
+            for store in stores.values():
+                store.close()
+            base = best["in memory"]
+            for label in ("in memory", "durable default", "synchronous=normal"):
+                rows.append([f"{n:,}", label, _ms(best[label]), f"{best[label] / base:.2f}x"])
+    finally:
+        for p in tmp.iterdir():
+            p.unlink()
+        tmp.rmdir()
+    return "### Store-backed turn (SQLite)\n\n" + _table(
+        ["messages", "turn", "ms per turn", "vs in memory"], rows
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--appends", type=int, default=5_000)
@@ -715,7 +796,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=15, help="samples per read measurement")
     parser.add_argument(
-        "--backends", default="sqlite,postgresql,hops", help="sqlite, postgresql and/or hops"
+        "--backends",
+        default="sqlite,postgresql,hops,turn",
+        help="sqlite, postgresql, hops and/or turn",
     )
     parser.add_argument(
         "--quick", action="store_true", help="--appends 500 --sizes 1000,10000 --repeat 5"
@@ -727,7 +810,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"# convkit store benchmark (python {sys.version.split()[0]}, {os.cpu_count()} CPUs)\n")
     for backend in args.backends.split(","):
-        run = {"sqlite": run_sqlite, "postgresql": run_postgres, "hops": run_hops}[backend]
+        run = {
+            "sqlite": run_sqlite,
+            "postgresql": run_postgres,
+            "hops": run_hops,
+            "turn": run_turn,
+        }[backend]
         print(run(args.appends, sizes, args.repeat) + "\n", flush=True)
         print(f"  done: {backend} ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
     print(f"total time {time.perf_counter() - started:.0f}s")

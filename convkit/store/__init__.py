@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
 from convkit.store._async import AsyncStore
-from convkit.store._base import UNSET, NewMessage, TokenCounterLike
+from convkit.store._base import UNSET, NewMessage, TokenCounterLike, database_errors
 from convkit.store._engine import (
     ENV_URL,
     HEAD_REVISION,
@@ -31,6 +31,7 @@ from convkit.store._engine import (
     current_revision,
     ensure_sqlite_dir,
     make_sync_engine,
+    parse_url,
     resolve_url,
     run_upgrade,
 )
@@ -79,11 +80,11 @@ def upgrade(url: str | URL | None = None) -> tuple[str | None, str | None]:
     ``convkit db upgrade --url URL`` calls this. Async URLs are accepted (the sync driver is
     used). Safe to run from several processes at once: only one migrates.
     """
-    resolved = make_url(url) if url is not None else default_url()
+    resolved = parse_url(url) if url is not None else default_url()
     ensure_sqlite_dir(resolved)
     engine = make_sync_engine(resolved)
     try:
-        with engine.execution_options(**WRITE).begin() as conn:
+        with database_errors(resolved), engine.execution_options(**WRITE).begin() as conn:
             return run_upgrade(conn)
     finally:
         engine.dispose()
@@ -91,7 +92,7 @@ def upgrade(url: str | URL | None = None) -> tuple[str | None, str | None]:
 
 def schema_revision(url: str | URL | None = None) -> str | None:
     """The schema revision of a database (None: no convkit tables); compare with HEAD_REVISION."""
-    resolved = make_url(url) if url is not None else default_url()
+    resolved = parse_url(url) if url is not None else default_url()
     database = resolved.database
     if (
         resolved.get_backend_name() == "sqlite"
@@ -101,7 +102,7 @@ def schema_revision(url: str | URL | None = None) -> str | None:
         return None  # do not create an empty file just to look at it
     engine = make_sync_engine(resolved)
     try:
-        with engine.connect() as conn:
+        with database_errors(resolved), engine.connect() as conn:
             return current_revision(conn)
     finally:
         engine.dispose()

@@ -165,8 +165,9 @@ class AsyncStore:
 
     async def upgrade(self) -> tuple[str | None, str | None]:
         """Bring the schema to the newest revision; return (revision before, revision after)."""
-        async with self.engine.execution_options(**WRITE).begin() as conn:
-            return await conn.run_sync(run_upgrade)
+        with database_errors(self.url):
+            async with self.engine.execution_options(**WRITE).begin() as conn:
+                return await conn.run_sync(run_upgrade)
 
     @property
     def counter(self) -> TokenCounterLike:

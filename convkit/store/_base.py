@@ -16,14 +16,14 @@ from typing import IO, TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
 
 import attrs
 from attrs import field, frozen
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from convkit.context._budget import counting_key
 from convkit.context._values import ReadPlan
-from convkit.errors import StoreError
+from convkit.errors import SchemaVersionError, StoreError
 from convkit.messages import Message, MessageLike, Usage, as_message
 from convkit.store import _sql
-from convkit.store._engine import display_url, resolve_url
+from convkit.store._engine import display_url, redact, resolve_url
 from convkit.store._jsonl import parse_export
 from convkit.store._rows import ROW_FORMAT
 from convkit.store._values import (
@@ -144,11 +144,15 @@ def _describe(exc: DBAPIError, url: URL) -> str:
     except Exception:  # a driver exception whose str() fails is still reported, by its type
         lines = []
     detail = f"{type(orig).__name__}: {lines[0]}" if lines else type(orig).__name__
-    text = f"database error on {display_url(url)}: {detail}"
-    password = url.password
-    if password:
-        text = text.replace(str(password), "***")
-    return text
+    return redact(f"database error on {display_url(url)}: {detail}", url)
+
+
+def _is_alembic_error(exc: BaseException) -> bool:
+    # Alembic is imported only by schema work; if it was never imported it raised nothing.
+    import sys
+
+    util = sys.modules.get("alembic.util.exc")
+    return util is not None and isinstance(exc, util.CommandError)
 
 
 @contextmanager
@@ -156,19 +160,32 @@ def database_errors(url: URL) -> Iterator[None]:
     """Re-raise a database error escaping a store operation as :class:`~convkit.StoreError`.
 
     Both shells run every operation (and the schema check on open) inside this, so callers
-    catch one exception tree whatever the backend. The driver's exception stays available as
-    ``__cause__``; the message names the URL with its password masked, and never the password.
+    catch one exception tree whatever the backend: a driver error, any other SQLAlchemy error
+    (a pool that timed out waiting for a connection), and a migration that Alembic refused
+    (:class:`~convkit.SchemaVersionError`). The driver's exception stays available as
+    ``__cause__``; the message names the URL with its credentials masked, and never them.
     Errors the operations translate themselves (a duplicate thread id) never reach it.
     """
     try:
         yield
     except DBAPIError as exc:
         raise StoreError(_describe(exc, url)) from exc
+    except SQLAlchemyError as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        text = f"database error on {display_url(url)}: {type(exc).__name__}: {first}"
+        raise StoreError(redact(text, url)) from exc
+    except Exception as exc:
+        if not _is_alembic_error(exc):
+            raise
+        text = f"schema migration refused on {display_url(url)}: {exc}"
+        raise SchemaVersionError(redact(text, url)) from exc
 
 
 def _lines(source: Iterable[str] | str | IO[str]) -> Iterable[str]:
+    # Records end with "\n" only: str.splitlines() would also split at U+2028, U+2029, U+0085
+    # and other separators, which JSON strings may hold raw.
     if isinstance(source, str):
-        return source.splitlines()
+        return source.split("\n")
     return source
 
 
@@ -187,6 +204,7 @@ class StoreBase:
         self.url, self._is_default = resolve_url(url)
         self.model = model
         self._counter = counter
+        self._key: str | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({display_url(self.url)!r})"
@@ -207,18 +225,33 @@ class StoreBase:
         """The encoding new token counts are made with."""
         return self.counter.encoding_name
 
+    @property
+    def counting_key(self) -> str:
+        """The counting rules new token counts are made with (encoding and overheads)."""
+        key = self._key
+        if key is None:
+            key = self._key = check_name(
+                counting_key(self.counter), "counted_with", MAX_ENCODING_LENGTH
+            )
+        return key
+
     def _count(self, message: Message, where: str) -> int:
         # A custom counter is checked like a caller's count: the column is a 32-bit integer.
         return check_seq(self.counter.count_message(message), where)
 
     def _recount(self, stored: StoredMessage) -> StoredMessage:
-        # Counts made with another encoding (the store's model changed since) are redone for
-        # the window's rows only; the rows themselves keep what was counted at append.
-        encoding = self.encoding_name
-        if stored.encoding == encoding:
+        # Counts made under other rules (the store's model changed since, or a model with the
+        # same encoding but other per-message overheads) are redone for the window's rows
+        # only; the rows themselves keep what was counted at append. A row without a key
+        # (stored before revision 0004) was counted under unknown rules: recounted too.
+        key = self.counting_key
+        if stored.counted_with == key:
             return stored
         return attrs.evolve(
-            stored, tokens=self.counter.count_message(stored.message), encoding=encoding
+            stored,
+            tokens=self.counter.count_message(stored.message),
+            encoding=self.encoding_name,
+            counted_with=key,
         )
 
     def _message_row(
@@ -236,6 +269,8 @@ class StoreBase:
         usage = _usage(spec.usage, f"{where}.usage")
         metadata = check_metadata(spec.metadata, f"{where}.metadata")
         encoding = check_name(self.encoding_name, "encoding", MAX_ENCODING_LENGTH)
+        # A caller's count is taken to follow the store's rules, as the store's own would.
+        key = self.counting_key
         status = check_status(spec.status)
         row = {
             "role": message.role,
@@ -247,9 +282,10 @@ class StoreBase:
             "created_at": now,
             "metadata": metadata or None,
             "format": ROW_FORMAT,  # checked above: trusted when read back
+            "counted_with": key,
         }
         # What the value handed back after the insert is built from (no re-read needed).
-        parts = (message, tokens, encoding, status, usage, now, metadata)
+        parts = (message, tokens, encoding, status, usage, now, metadata, key)
         return row, parts
 
     # ---- operations: (op, writes?)
@@ -325,10 +361,10 @@ class StoreBase:
                     usage=Usage.from_openai(usage) if usage is not None else None,
                     created_at=created_at,
                     metadata=metadata,
+                    counted_with=key,
                 )
-                for i, (_, (message, tokens, encoding, status, usage, created_at, metadata)) in (
-                    enumerate(prepared)
-                )
+                for i, (_, parts) in enumerate(prepared)
+                for message, tokens, encoding, status, usage, created_at, metadata, key in (parts,)
             ]
 
         return _sql.append(thread_id, [row for row, _ in prepared], now, dialect), stored

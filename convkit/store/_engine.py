@@ -19,15 +19,17 @@ code (no ``alembic.ini``), so they run the same from a checkout or an installed 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from convkit.errors import SchemaVersionError, StoreValueError
+from convkit.errors import SchemaVersionError, StoreError, StoreValueError
 from convkit.store._values import dump_json
 
 __all__ = [
@@ -45,7 +47,11 @@ __all__ = [
     "is_memory",
     "make_async_engine",
     "make_sync_engine",
+    "opening_errors",
+    "parse_url",
+    "redact",
     "resolve_url",
+    "secrets_of",
     "run_upgrade",
     "sqlite_synchronous",
     "sync_url",
@@ -56,7 +62,7 @@ ENV_URL = "CONVKIT_DATABASE_URL"
 #: File name of the default SQLite database in the user data directory.
 DEFAULT_FILENAME = "convkit.sqlite3"
 #: The newest migration; a database at any other revision is refused until upgraded.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 #: Execution options that mark a write transaction (SQLite begins it IMMEDIATE).
 WRITE: Mapping[str, Any] = {"convkit_write": True}
 
@@ -79,6 +85,28 @@ def default_sqlite_url() -> URL:
     return make_url(f"sqlite:///{path}")
 
 
+def parse_url(url: str | URL, *, source: str = "the URL") -> URL:
+    """Parse a database URL; raise :class:`StoreValueError` (never echoing it) if malformed.
+
+    SQLAlchemy's own error quotes the whole string, password included.
+    """
+    if isinstance(url, URL):
+        return url
+    if not isinstance(url, str):
+        raise StoreValueError(
+            f"a database URL is a string or a sqlalchemy URL, got {type(url).__name__}",
+            field="url",
+        )
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        raise StoreValueError(
+            f"{source} is not a database URL (expected dialect+driver://user:password@host/"
+            "database, or sqlite:///path)",
+            field="url",
+        ) from None
+
+
 def resolve_url(url: str | URL | None) -> tuple[URL, bool]:
     """Return the URL to open and whether it is the self-upgrading default SQLite file.
 
@@ -88,9 +116,9 @@ def resolve_url(url: str | URL | None) -> tuple[URL, bool]:
     if url is None:
         env = os.environ.get(ENV_URL)
         if env:
-            return make_url(env), False
+            return parse_url(env, source=f"${ENV_URL}"), False
         return default_sqlite_url(), True
-    return make_url(url), False
+    return parse_url(url), False
 
 
 _SYNC_DRIVERS = {
@@ -122,9 +150,74 @@ def async_url(url: URL) -> URL:
     return url.set(drivername=name) if name else url
 
 
+# Query parameters whose values are credentials (``?password=``, ``?sslpassword=``,
+# ``?api_key=``...): any key containing one of these.
+_SECRET_QUERY = ("password", "passwd", "pwd", "secret", "token", "key")
+
+
+def _is_secret_key(key: str) -> bool:
+    lowered = key.lower()
+    return any(part in lowered for part in _SECRET_QUERY)
+
+
+def secrets_of(url: URL) -> list[str]:
+    """Every credential a URL carries: its password and secret-looking query values."""
+    found = [] if url.password is None else [str(url.password)]
+    for key, value in url.query.items():
+        if _is_secret_key(key):
+            found.extend([value] if isinstance(value, str) else list(value))
+    return [s for s in found if s]
+
+
 def display_url(url: URL) -> str:
-    """The URL with its password masked, for messages and reprs."""
-    return url.render_as_string(hide_password=True)
+    """The URL with its credentials masked, for messages and reprs.
+
+    Both places a password can sit are masked: ``user:password@`` and the query string
+    (``?password=...`` and other secret-looking keys, which libpq and psycopg accept).
+    """
+    secret = [k for k in url.query if _is_secret_key(k)]
+    if not secret:
+        return url.render_as_string(hide_password=True)
+    shown = url.set(query={k: ("***" if k in secret else v) for k, v in url.query.items()})
+    # The query is percent-encoded when rendered: show the mask as the password's is shown.
+    return shown.render_as_string(hide_password=True).replace("=%2A%2A%2A", "=***")
+
+
+def redact(text: str, url: URL) -> str:
+    """``text`` with every credential of ``url`` replaced by ``***``."""
+    for secret in secrets_of(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+@contextmanager
+def opening_errors(url: URL) -> Iterator[None]:
+    """Turn what goes wrong before a database is reached into :class:`StoreError`.
+
+    An unknown dialect, a driver that is not installed, or a SQLite directory that cannot be
+    created; the message names the URL with its credentials masked.
+    """
+    shown = display_url(url)
+    try:
+        yield
+    except NoSuchModuleError:
+        raise StoreError(
+            f"unknown database dialect {url.drivername!r} in {shown}; convkit supports "
+            "sqlite:// and postgresql+psycopg:// (async: sqlite+aiosqlite, postgresql+asyncpg)"
+        ) from None
+    except ImportError as exc:
+        missing = exc.name or str(exc)
+        raise StoreError(
+            f"the database driver for {url.drivername!r} is not installed (no module "
+            f"{missing!r}); install it to open {shown}"
+        ) from None
+    except ArgumentError as exc:
+        raise StoreError(f"cannot open {shown}: {redact(str(exc), url)}") from None
+    except OSError as exc:
+        raise StoreError(
+            f"cannot open {shown}: {type(exc).__name__}: {redact(exc.strerror or str(exc), url)}"
+            f"{f' ({exc.filename})' if exc.filename else ''}"
+        ) from None
 
 
 def is_memory(url: URL) -> bool:
@@ -210,7 +303,8 @@ def _engine_args(url: URL, options: Mapping[str, Any] | None) -> dict[str, Any]:
 def make_sync_engine(url: URL, options: Mapping[str, Any] | None = None) -> Engine:
     """Create the sync engine for ``url`` (SQLite settings installed)."""
     url, synchronous = sqlite_synchronous(sync_url(url))
-    engine = create_engine(url, **_engine_args(url, options))
+    with opening_errors(url):
+        engine = create_engine(url, **_engine_args(url, options))
     if url.get_backend_name() == "sqlite":
         _sqlite_events(engine, url, synchronous)
     return engine
@@ -219,7 +313,8 @@ def make_sync_engine(url: URL, options: Mapping[str, Any] | None = None) -> Engi
 def make_async_engine(url: URL, options: Mapping[str, Any] | None = None) -> AsyncEngine:
     """Create the async engine for ``url`` (async driver mapped, SQLite settings installed)."""
     url, synchronous = sqlite_synchronous(async_url(url))
-    engine = create_async_engine(url, **_engine_args(url, options))
+    with opening_errors(url):
+        engine = create_async_engine(url, **_engine_args(url, options))
     if url.get_backend_name() == "sqlite":
         _sqlite_events(engine.sync_engine, url, synchronous)
     return engine
@@ -228,17 +323,29 @@ def make_async_engine(url: URL, options: Mapping[str, Any] | None = None) -> Asy
 def ensure_sqlite_dir(url: URL) -> None:
     """Create the directory of a SQLite file if it does not exist yet."""
     if url.get_backend_name() == "sqlite" and not is_memory(url) and url.database:
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        with opening_errors(url):
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
 # --------------------------------------------------------------------------- schema versions
 
 
 def current_revision(conn: Connection) -> str | None:
-    """The Alembic revision the database is at, or None if it has no convkit schema."""
+    """The Alembic revision the database is at, or None if it has no convkit schema.
+
+    Raises :class:`SchemaVersionError` when ``alembic_version`` holds more than one row (two
+    heads: not a state convkit's linear migrations produce).
+    """
     from alembic.runtime.migration import MigrationContext
 
-    return MigrationContext.configure(conn).get_current_revision()
+    heads = MigrationContext.configure(conn).get_current_heads()
+    if len(heads) > 1:
+        raise SchemaVersionError(
+            f"the database at {display_url(conn.engine.url)} records {len(heads)} schema "
+            f"revisions at once ({', '.join(sorted(heads))}) in alembic_version; convkit's "
+            "schema has one line of revisions: keep the row of the revision the tables are at"
+        )
+    return heads[0] if heads else None
 
 
 def _known_revisions() -> list[str]:
@@ -253,17 +360,22 @@ def check_schema(conn: Connection, url: URL) -> None:
     revision = current_revision(conn)
     if revision == HEAD_REVISION:
         return
-    hint = f"run `convkit db upgrade --url {display_url(url)}`"
     if revision is None:
+        hint = f"run `convkit db upgrade --url {display_url(url)}`"
         raise SchemaVersionError(
             f"the database at {display_url(url)} has no convkit tables; {hint}, "
             "or open the store with create_tables=True"
         )
     if revision in _known_revisions():
+        hint = f"run `convkit db upgrade --url {display_url(url)}`"
         raise SchemaVersionError(
             f"the database at {display_url(url)} has convkit schema {revision}, older than "
             f"{HEAD_REVISION} which this convkit needs; {hint}"
         )
+    _refuse_unknown(revision, url)
+
+
+def _refuse_unknown(revision: str, url: URL) -> NoReturn:
     raise SchemaVersionError(
         f"the database at {display_url(url)} has convkit schema {revision!r}, unknown to this "
         f"convkit (newest known: {HEAD_REVISION}); it was probably written by a newer convkit: "
@@ -293,6 +405,9 @@ def run_upgrade(conn: Connection, revision: str = "head") -> tuple[str | None, s
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
     before = current_revision(conn)
+    if before is not None and before not in _known_revisions():
+        # Alembic would fail with "Can't locate revision": say what it means instead.
+        _refuse_unknown(before, conn.engine.url)
     if before != HEAD_REVISION or revision != "head":
         command.upgrade(_alembic_config(conn), revision)
     return before, current_revision(conn)

@@ -90,6 +90,7 @@ def message_record(m: StoredMessage) -> str:
             "usage": m.usage.to_openai() if m.usage is not None else None,
             "created_at": _ts(m.created_at),
             "metadata": dict(m.metadata),
+            "counted_with": m.counted_with,
         }
     )
 
@@ -104,6 +105,7 @@ def summary_record(s: Summary) -> str:
             "tokens": s.tokens,
             "model": s.model,
             "created_at": None if s.created_at is None else _ts(s.created_at),
+            "counted_with": s.counted_with,
         }
     )
 
@@ -238,7 +240,16 @@ def _message(record: dict[str, Any], where: str, *, expected_seq: int) -> dict[s
         "usage": usage,
         "created_at": _time(_field(record, "created_at", where), f"{where}.created_at"),
         "metadata": check_metadata(record.get("metadata"), f"{where}.metadata") or None,
+        "counted_with": _key(record, where),
     }
+
+
+def _key(record: dict[str, Any], where: str) -> str | None:
+    # Optional (exports before it was recorded have none: the counts' rules are unknown).
+    key = record.get("counted_with")
+    if key is None:
+        return None
+    return check_name(key, f"{where}.counted_with", MAX_ENCODING_LENGTH)
 
 
 def _summary(record: dict[str, Any], where: str) -> dict[str, Any]:
@@ -251,4 +262,5 @@ def _summary(record: dict[str, Any], where: str) -> dict[str, Any]:
         "tokens": _count(_field(record, "tokens", where), f"{where}.tokens"),
         "model": check_text(model, f"{where}.model", optional=True, max_length=MAX_MODEL_LENGTH),
         "created_at": _time(_field(record, "created_at", where), f"{where}.created_at"),
+        "counted_with": _key(record, where),
     }

@@ -208,6 +208,9 @@ class MessageRow(Base):
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON(none_as_null=True))
     # ROW_FORMAT for rows convkit validated before writing; NULL for rows older than 0002.
     format: Mapped[int | None] = mapped_column(SmallInteger)
+    #: The counting rules ``tokens`` was made with (``convkit.context.counting_key``); NULL for
+    #: rows older than 0004 (rules unknown: recounted for a window).
+    counted_with: Mapped[str | None] = mapped_column(String(MAX_ENCODING_LENGTH))
 
     __table_args__ = (
         CheckConstraint("status IN ('complete', 'incomplete')", name="ck_convkit_messages_status"),
@@ -270,9 +273,11 @@ MESSAGE_COLUMNS = (
     _messages.created_at,
     cast(_messages.metadata, Text).label("meta"),
     _messages.format,
+    _messages.counted_with,
 )
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_from_sqlite_text = datetime.fromisoformat
 _KNOWN_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id", "refusal"})
 _new = object.__new__
 _NO_NULLS: frozenset[str] = frozenset()
@@ -306,6 +311,7 @@ def _setters(cls: type, *names: str) -> tuple[Any, ...]:
     _s_usage,
     _s_created,
     _s_meta,
+    _s_counted,
 ) = _setters(
     StoredMessage,
     "thread_id",
@@ -317,6 +323,7 @@ def _setters(cls: type, *names: str) -> tuple[Any, ...]:
     "usage",
     "created_at",
     "metadata",
+    "counted_with",
 )
 _u_prompt, _u_completion, _u_total, _u_extra = _setters(
     Usage, "prompt_tokens", "completion_tokens", "total_tokens", "extra"
@@ -389,6 +396,7 @@ def message_from_row(row: Sequence[Any], thread_id: str, payload: Any = None) ->
 
     ``thread_id`` is the thread the row is read for (a fork's id, for history it shares);
     ``payload`` is the decoded message column, when the caller decoded a page at once.
+    ``created_at`` may be an aware datetime or the text SQLite stores (naive UTC).
     """
     if payload is None:
         payload = json.loads(row[1])
@@ -410,8 +418,12 @@ def message_from_row(row: Sequence[Any], thread_id: str, payload: Any = None) ->
     _s_encoding(stored, row[3])
     _s_status(stored, row[4])
     _s_usage(stored, usage_value)
-    _s_created(stored, row[6])  # UTCDateTime hands out aware UTC values
+    created = row[6]
+    if created.__class__ is str:  # SQLite's text, as its driver returns it (the raw path)
+        created = _from_sqlite_text(created + "+00:00")
+    _s_created(stored, created)  # aware UTC values (UTCDateTime hands out the same)
     _s_meta(stored, MappingProxyType(meta) if meta else EMPTY_MAPPING)
+    _s_counted(stored, row[9])
     return stored
 
 

@@ -31,6 +31,7 @@ from convkit.store._engine import (
     make_sync_engine,
     run_upgrade,
 )
+from convkit.store._raw import RawRunner
 from convkit.store._values import StoredMessage, Summary, Thread, ThreadPage
 
 if TYPE_CHECKING:
@@ -71,9 +72,13 @@ class SyncRunner:
         self.write_engine = engine.execution_options(**WRITE)
         self._reads = sessionmaker(engine, expire_on_commit=False, autoflush=False)
         self._writes = sessionmaker(self.write_engine, expire_on_commit=False, autoflush=False)
+        # SQLite: Core operations run on the driver connection (see convkit.store._raw).
+        self._raw = RawRunner(engine) if engine.dialect.name == "sqlite" else None
 
     def run(self, op: _sql.Op[T], *, write: bool, core: bool) -> T:
         """Run ``op`` in a transaction: a bare connection for Core-only operations."""
+        if core and self._raw is not None and self._raw.usable():
+            return self._raw.run(op, write=write)
         if core:
             # Core statements only (every operation but the summaries'): a bare connection
             # skips the ORM session's bookkeeping, which was most of a read's cost.
@@ -163,7 +168,7 @@ class Store:
 
     def upgrade(self) -> tuple[str | None, str | None]:
         """Bring the schema to the newest revision; return (revision before, revision after)."""
-        with self.engine.execution_options(**WRITE).begin() as conn:
+        with database_errors(self.url), self.engine.execution_options(**WRITE).begin() as conn:
             return run_upgrade(conn)
 
     @property

@@ -114,6 +114,10 @@ class StoredMessage:
         tokens: prompt tokens it adds (per-message overhead included), counted once at append.
         encoding: the tokenizer encoding ``tokens`` was counted with (``"o200k_base"``).
         status: ``"complete"``, or ``"incomplete"`` for what a broken stream left behind.
+        counted_with: the counting rules ``tokens`` was made with, encoding and per-message
+            overheads (:func:`convkit.context.counting_key`, ``"cl100k_base/3/1"``); None when
+            unknown (a row stored by an older convkit). A count is reused only under the same
+            rules; policies and :meth:`~convkit.store.Store.window` recount the others.
     """
 
     thread_id: str
@@ -125,6 +129,7 @@ class StoredMessage:
     usage: Usage | None = None
     created_at: datetime = field(converter=_utc)
     metadata: Mapping[str, Any] = field(default=_EMPTY, converter=_mapping)
+    counted_with: str | None = None
 
     @property
     def role(self) -> str:

@@ -9,6 +9,18 @@ from __future__ import annotations
 
 import pytest
 
+# The store fixtures (every backend: SQLite, PostgreSQL, PgBouncer), shared with tests/store.
+from tests.store.conftest import (  # noqa: F401
+    backend,
+    counter,
+    empty_url,
+    pgbouncer_url,
+    postgres_server,
+    postgres_url,
+    store,
+    store_url,
+)
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -18,7 +18,9 @@ import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL
 
+from convkit.context import counting_key
 from convkit.store import Store
+from convkit.tokens import TokenCounter
 
 BIG = 100_000
 
@@ -34,21 +36,23 @@ def _fill_messages(url: URL, thread_id: str, n: int) -> None:
                     "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < :n) "
                     "SELECT :tid, i, CASE i % 2 WHEN 1 THEN 'user' ELSE 'assistant' END, "
                     "json_object('role', CASE i % 2 WHEN 1 THEN 'user' ELSE 'assistant' END, "
-                    "'content', 'message ' || i), 10, 'o200k_base', 'complete', :now, 1 FROM s"
+                    "'content', 'message ' || i), 10, 'o200k_base', 'complete', :now, 1, :key FROM s"
                 )
                 params: dict[str, Any] = {"n": n, "tid": thread_id, "now": now.replace(tzinfo=None)}
             else:
                 series = (
                     "SELECT :tid, i, CASE i % 2 WHEN 1 THEN 'user' ELSE 'assistant' END, "
                     "json_build_object('role', CASE i % 2 WHEN 1 THEN 'user' ELSE 'assistant' END, "
-                    "'content', 'message ' || i), 10, 'o200k_base', 'complete', :now, 1 "
+                    "'content', 'message ' || i), 10, 'o200k_base', 'complete', :now, 1, :key "
                     "FROM generate_series(1, :n) AS i"
                 )
                 params = {"n": n, "tid": thread_id, "now": now}
+            # The rules the store's counter (gpt-4o) counts under: rows it trusts as counted.
+            params["key"] = counting_key(TokenCounter("gpt-4o"))
             conn.execute(
                 text(
                     "INSERT INTO convkit_messages (thread_id, seq, role, message, tokens, encoding, "
-                    "status, created_at, format) " + series
+                    "status, created_at, format, counted_with) " + series
                 ),
                 params,
             )
