@@ -34,9 +34,15 @@ def _to_counted(it: Any, i: int, counter: TokenCounter, key: str) -> Counted:
     seq = getattr(it, "seq", None)
     if isinstance(msg, Message) and isinstance(tokens, int) and isinstance(seq, int):
         status = getattr(it, "status", "complete")
-        made_with = getattr(it, "counted_with", None) or getattr(it, "encoding", None)
-        if made_with is not None and made_with not in (key, counter.encoding_name):
-            tokens = counter.count_message(msg)  # counted under other rules: recount once
+        made_with = getattr(it, "counted_with", None)
+        if made_with is not None:
+            stale = made_with != key  # counted under other rules
+        else:
+            # Counted before rows recorded their rules (a bare encoding name): the overheads
+            # may differ even when the encoding matches, so count again.
+            stale = getattr(it, "encoding", None) is not None
+        if stale:
+            tokens = counter.count_message(msg)
         return Counted(message=msg, tokens=tokens, seq=seq, status=status)
     m = as_message(it, i)
     return Counted(message=m, tokens=counter.count_message(m), seq=i + 1)

@@ -489,3 +489,31 @@ def test_summary_carrier_is_unaffected_by_the_extra_rule() -> None:
     # A summary's carrier message is built by convkit itself: it must pass the rule.
     carrier = Summary(text="so far", covers_through_seq=3).as_message("system")
     assert carrier.to_openai()["role"] == "system"
+
+
+def test_a_policy_recounts_rows_counted_under_other_overheads() -> None:
+    """A row counted for gpt-4 (3 tokens a message) fitted for gpt-3.5-turbo-0301 (4)."""
+    from datetime import datetime, timezone
+
+    from convkit import Message, TrimOldest
+    from convkit.store import StoredMessage
+    from convkit.tokens import TokenCounter
+
+    old = TokenCounter("gpt-4")
+    msg = Message.user("hello there")
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def row(counted_with: str | None) -> StoredMessage:
+        return StoredMessage(
+            thread_id="t", seq=1, message=msg, tokens=old.count_message(msg),
+            encoding="cl100k_base", counted_with=counted_with, created_at=now,
+        )  # fmt: skip
+
+    policy = TrimOldest("gpt-3.5-turbo-0301")
+    right = policy.counter.count_message(msg)
+    assert right != old.count_message(msg)  # same encoding, other overheads
+    from convkit.context import counting_key
+
+    for stored in (row(None), row(counting_key(old))):
+        window = policy.fit([stored])
+        assert window.prompt_tokens == policy.counter.info.reply_priming + right
