@@ -116,6 +116,7 @@ with Store(url) as store, Conversation(
 
 
 @pytest.mark.slow
+@pytest.mark.reliability
 def test_two_processes_take_turns_on_one_thread(store_url: Any) -> None:
     url = store_url.render_as_string(hide_password=False)
     with FakeChatServer(default_responder=lambda r: Reply.text(f"re: {r.messages[-1]['content']}")) as server:

@@ -30,6 +30,7 @@ def _url_text(url: URL) -> str:
     return url.render_as_string(hide_password=False)
 
 
+@pytest.mark.reliability
 def test_concurrent_appends_lose_nothing(store_url: URL) -> None:
     with Store(store_url) as store:
         thread = store.create_thread()
@@ -61,6 +62,7 @@ def test_concurrent_appends_lose_nothing(store_url: URL) -> None:
 
 
 @pytest.mark.parametrize("moment", ["inside-transaction", "anywhere"])
+@pytest.mark.reliability
 def test_sigkill_mid_append_leaves_a_consistent_database(
     store_url: URL, backend: str, moment: str
 ) -> None:
