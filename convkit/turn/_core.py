@@ -79,6 +79,13 @@ class _Call:
     budget: int
     incomplete: bool = False
     answered: bool = False
+    #: ``seq`` of the newest row the window read (0: none), for the dropped count.
+    read_newest: int = 0
+    #: The calibration factor the budget was divided by.
+    scale: float = 1.0
+    #: ``seq`` of the rows folded into a new summary after the reply, and a failure doing it.
+    summarized: tuple[int, ...] = ()
+    summary_error: SummarizationError | None = None
     #: What summarizing after the reply needs: (rows, draft, summary, reply_tokens, budget).
     after: tuple[Any, ...] | None = None
 
@@ -449,7 +456,7 @@ class TurnCore:
         while prefix < len(history) and history[prefix].role in ("system", "developer"):
             prefix += 1
         sent_history = len(history) - prefix
-        newest = self._read_newest
+        newest = call.read_newest
         dropped = max(0, newest - covered - sent_history) if newest else len(w.dropped)
         return WindowReport(
             prompt_tokens=call.predicted,
@@ -459,24 +466,20 @@ class TurnCore:
             dropped=dropped,
             first_seq=w.first_seq,
             summary_through=covered or None,
-            summarized=self._summarized,
+            summarized=call.summarized,
             truncated=w.truncated,
             exact=w.exact,
-            calibration=self._scale,
-            summary_error=self._summary_error if self._summary_error else w.error,
+            calibration=call.scale,
+            summary_error=call.summary_error or w.error,
             answered_by_plugin=call.answered,
         )
 
-    _newest_seq = 0
-    _read_newest = 0
-    _summarized: tuple[int, ...] = ()
-    _summary_error: SummarizationError | None = None
+    #: The calibration factor of the call in progress (set when a call starts).
     _scale = 1.0
 
     def _call_and_store(
         self, purpose: Purpose, params: dict[str, Any], *, stream: bool
     ) -> Generator[Any, Any, tuple[_Call, Any]]:
-        self._summarized, self._summary_error = (), None
         call = yield from self._call(purpose, params, stream=stream)
         response = call.response
         stored = None
@@ -498,14 +501,13 @@ class TurnCore:
                     "metadata": metadata,
                 },
             )
-            self._newest_seq = stored.seq
             yield from self._observe(
                 "turn_stored",
                 {"messages": [stored], "usage": response.usage, "context": self.context(purpose)},
             )
         if call.after is not None:
             # The reply is safe: now fold old turns into the summary, for the next turn.
-            yield from self._summarize_after(*call.after)
+            call.summarized, call.summary_error = yield from self._summarize_after(*call.after)
         return call, stored
 
     def _call(
@@ -545,7 +547,7 @@ class TurnCore:
                 plan, budget=max(0, plan.budget - (self._full_budget(reply_tokens) - budget))
             )
             rows = yield StoreCall("window", (self.thread_id, plan))
-            self._read_newest = rows[-1].seq if rows else 0
+            read_newest = rows[-1].seq if rows else 0
             window = yield from self._fit(rows, draft, summary, reply_tokens, budget)
             yield from self._observe("window_fitted", {"window": window, "context": ctx})
             request, predicted, window, answer = yield from self._finalize(
@@ -554,6 +556,7 @@ class TurnCore:
             if answer is not None:
                 call = yield from self._answered(answer, draft, ctx, stream)
                 call.window, call.predicted, call.budget = window, predicted, budget
+                call.read_newest, call.scale = read_newest, self._scale
                 return call
             try:
                 response, incomplete = yield from self._send(request, ctx, stream)
@@ -580,7 +583,15 @@ class TurnCore:
                 self.calibration.record(
                     draft.model, key, predicted, response.usage.prompt_tokens, exact=window.exact
                 )
-            call = _Call(response, window, predicted, budget, incomplete=incomplete)
+            call = _Call(
+                response,
+                window,
+                predicted,
+                budget,
+                incomplete=incomplete,
+                read_newest=read_newest,
+                scale=self._scale,
+            )
             if purpose != "summary":
                 call.after = (rows, draft, summary, reply_tokens, budget)
             return call
@@ -723,28 +734,25 @@ class TurnCore:
         summary: Summary | None,
         reply_tokens: int | None,
         budget: int,
-    ) -> Generator[Any, Any, None]:
+    ) -> Generator[Any, Any, tuple[tuple[int, ...], SummarizationError | None]]:
+        """Fold old turns into the summary for the next turn: (folded seqs, failure)."""
         if not (isinstance(self.policy, SummarizePolicy) and self.summarize_after_reply):
-            return
+            return (), None
         policy, kwargs = self._policy_for(draft, summary, reply_tokens, budget)
         try:
             new, error = yield from self._answer_summaries(policy.update_steps(rows, **kwargs))
         except ConvkitError as exc:  # pragma: no cover - update_steps reports, not raises
             new, error = None, SummarizationError(str(exc))
-        if error is not None:
-            self._summary_error = error
         if new is None:
-            return
+            return (), error
         try:
             stored = yield StoreCall("put_summary", (self.thread_id, new))
         except ConvkitError as exc:
             log.warning("the new summary could not be stored: %s", exc)
-            self._summary_error = SummarizationError(f"the new summary was not stored: {exc}")
-            return
+            return (), SummarizationError(f"the new summary was not stored: {exc}")
         previous = summary.covers_through_seq if summary is not None else 0
-        self._summarized = tuple(
-            r.seq for r in rows if previous < r.seq <= stored.covers_through_seq
-        )
+        folded = tuple(r.seq for r in rows if previous < r.seq <= stored.covers_through_seq)
+        return folded, error
 
     def _finalize(
         self,
@@ -950,7 +958,6 @@ class TurnCore:
             (self.thread_id, message),
             {"status": "incomplete", "usage": response.usage, "metadata": metadata},
         )
-        self._newest_seq = stored.seq
         yield from self._observe(
             "turn_stored", {"messages": [stored], "usage": response.usage, "context": ctx}
         )
