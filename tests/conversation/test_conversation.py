@@ -81,9 +81,12 @@ def test_send_stores_the_user_message_and_the_reply(server: FakeChatServer, stor
     assert body["messages"][0] == {"role": "system", "content": "You are brief."}
     assert body["temperature"] == 0.2 and body["model"] == "gpt-4o"
     assert reply.window is not None
-    assert reply.window.prompt_tokens == conv.store.counter.count_message(
-        Message.system("You are brief.")
-    ) + stored.tokens - stored.tokens + store.messages(conv.thread_id)[0].tokens + 3
+    counter = conv.store.counter
+    user = store.messages(conv.thread_id)[0]
+    # the system prompt, the user's message, and the reply's priming
+    assert reply.window.prompt_tokens == (
+        counter.count_message(Message.system("You are brief.")) + user.tokens + 3
+    )
     assert reply.window.dropped == 0 and reply.window.exact
 
 
