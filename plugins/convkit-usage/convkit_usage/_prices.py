@@ -25,6 +25,7 @@ import threading
 from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from attrs import frozen
@@ -77,30 +78,75 @@ class Price:
 
 _OPENAI_DOCS = "https://developers.openai.com/api/docs/models"
 _READ = "read 2026-12-01"
+# Two public, dated price tables that cite OpenAI's pricing page; a figure is built in only
+# where both (or a third) agree on all three numbers.
+_GENAI_PRICES = "github.com/pydantic/genai-prices prices/providers/openai.yml"
+_OPENAI_PRICING_JSON = "github.com/outl1ne/openai-pricing pricing.json"
+_LLM_PRICES = "github.com/simonw/llm-prices data/openai.json"
 
-#: The built-in table: only figures read on OpenAI's own model pages (standard tier, text
-#: tokens). Models whose three figures could not be checked there are left out; add them
-#: with a price file or :func:`set_prices`.
-BUILTIN_PRICES: Mapping[str, Price] = {
-    "gpt-5-mini": Price(
-        input=Decimal("0.25"),
-        cached_input=Decimal("0.025"),
-        output=Decimal("2.00"),
-        source=f"{_OPENAI_DOCS}/gpt-5-mini ({_READ})",
+
+def _official(model: str, uncached: str, cached: str | None, output: str) -> Price:
+    return Price(
+        input=Decimal(uncached),
+        cached_input=None if cached is None else Decimal(cached),
+        output=Decimal(output),
+        source=f"{_OPENAI_DOCS}/{model} ({_READ})",
+    )
+
+
+def _agreed(uncached: str, cached: str | None, output: str, *tables: str) -> Price:
+    return Price(
+        input=Decimal(uncached),
+        cached_input=None if cached is None else Decimal(cached),
+        output=Decimal(output),
+        source=f"agreed by {' and '.join(tables)} ({_READ}); not read on OpenAI's own pages",
+    )
+
+
+#: The built-in table (standard tier, text tokens). Figures read on OpenAI's own model pages
+#: say so; the others are where two independent public price tables agree on all three
+#: figures, and their source says which. Models on which they disagree, or that only one
+#: table lists, are left out: add them with a price file or :func:`set_prices`.
+_BY_ALIAS: dict[str, Price] = {
+    "gpt-5-mini": _official("gpt-5-mini", "0.25", "0.025", "2.00"),
+    "gpt-5-nano": _official("gpt-5-nano", "0.05", "0.005", "0.40"),
+    "gpt-4": _official("gpt-4", "30", None, "60"),
+    "gpt-5": _agreed("1.25", "0.125", "10", _GENAI_PRICES, _OPENAI_PRICING_JSON),
+    "gpt-4.1": _agreed("2.00", "0.50", "8.00", _GENAI_PRICES, _OPENAI_PRICING_JSON),
+    "gpt-4.1-mini": _agreed("0.40", "0.10", "1.60", _GENAI_PRICES, _OPENAI_PRICING_JSON),
+    "gpt-4.1-nano": _agreed("0.10", "0.025", "0.40", _GENAI_PRICES, _OPENAI_PRICING_JSON),
+    "gpt-4o": _agreed("2.50", "1.25", "10", _GENAI_PRICES, _OPENAI_PRICING_JSON, _LLM_PRICES),
+    "gpt-4o-mini": _agreed(
+        "0.15", "0.075", "0.60", _GENAI_PRICES, _OPENAI_PRICING_JSON, _LLM_PRICES
     ),
-    "gpt-5-nano": Price(
-        input=Decimal("0.05"),
-        cached_input=Decimal("0.005"),
-        output=Decimal("0.40"),
-        source=f"{_OPENAI_DOCS}/gpt-5-nano ({_READ})",
-    ),
-    "gpt-4": Price(
-        input=Decimal("30"),
-        cached_input=None,
-        output=Decimal("60"),
-        source=f"{_OPENAI_DOCS}/gpt-4 ({_READ})",
-    ),
+    "o1": _agreed("15", "7.50", "60", _GENAI_PRICES, _OPENAI_PRICING_JSON, _LLM_PRICES),
+    "o3-mini": _agreed("1.10", "0.55", "4.40", _GENAI_PRICES, _LLM_PRICES),
+    "o4-mini": _agreed("1.10", "0.275", "4.40", _GENAI_PRICES, _OPENAI_PRICING_JSON),
 }
+# Dated snapshots the server names in response.model, priced as their alias (the tables list
+# them under it).
+BUILTIN_PRICES: Mapping[str, Price] = MappingProxyType(
+    {
+        **_BY_ALIAS,
+        **{
+            snapshot: _BY_ALIAS[alias]
+            for snapshot, alias in (
+                ("gpt-5-2025-08-07", "gpt-5"),
+                ("gpt-5-mini-2025-08-07", "gpt-5-mini"),
+                ("gpt-5-nano-2025-08-07", "gpt-5-nano"),
+                ("gpt-4.1-2025-04-14", "gpt-4.1"),
+                ("gpt-4.1-mini-2025-04-14", "gpt-4.1-mini"),
+                ("gpt-4.1-nano-2025-04-14", "gpt-4.1-nano"),
+                ("gpt-4o-2024-08-06", "gpt-4o"),
+                ("gpt-4o-2024-11-20", "gpt-4o"),
+                ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+                ("o1-2024-12-17", "o1"),
+                ("o3-mini-2025-01-31", "o3-mini"),
+                ("o4-mini-2025-04-16", "o4-mini"),
+            )
+        },
+    }
+)
 
 _lock = threading.Lock()
 _overrides: dict[str, Price] = {}

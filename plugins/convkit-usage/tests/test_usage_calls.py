@@ -343,11 +343,36 @@ def test_malformed_prices_are_refused() -> None:
 
 
 def test_every_builtin_price_names_its_source() -> None:
+    official: set[str] = set()
     for model, price in convkit_usage.BUILTIN_PRICES.items():
-        assert price.source.startswith("https://developers.openai.com/api/docs/models/"), model
-        assert "read 20" in price.source
+        assert "read 20" in price.source, model
+        if price.source.startswith("https://developers.openai.com/api/docs/models/"):
+            official.add(price.source)
+        else:  # a secondary figure says which tables agree on it, and that it is secondary
+            assert price.source.startswith("agreed by github.com/"), model
+            assert " and github.com/" in price.source, model
+            assert "not read on OpenAI's own pages" in price.source, model
         assert price.input > 0
         assert price.output > 0
+        assert price.cached_input is None or price.cached_input < price.input, model
+    assert len(official) == 3  # gpt-5-mini, gpt-5-nano, gpt-4 (snapshots share them)
+
+
+def test_a_known_dated_snapshot_is_priced_as_its_alias(
+    server: FakeChatServer, sqlite_url: URL
+) -> None:
+    # Asked for the alias, answered by a dated snapshot the table lists under it.
+    server.enqueue(Reply.text("hi", usage=usage(1000, 100), model="gpt-4o-2024-08-06"))
+    with Store(sqlite_url) as store, conversation(server, store, model="gpt-4o") as conv:
+        conv.send("hi")
+    [row] = rows(sqlite_url)
+    assert row.response_model == "gpt-4o-2024-08-06"
+    # gpt-4o: $2.50 input, $10 output per 1M tokens: 1000 * 2.5 + 100 * 10 = 3,500 nano-$ * 1000
+    assert row.cost_nanousd == 3_500_000
+    assert (
+        convkit_usage.BUILTIN_PRICES["gpt-4o-2024-08-06"] == convkit_usage.BUILTIN_PRICES["gpt-4o"]
+    )
+    assert "gpt-4o-2024-05-13" not in convkit_usage.BUILTIN_PRICES  # priced differently
 
 
 # ---- the migration
