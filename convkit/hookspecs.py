@@ -93,6 +93,14 @@ class CallContext:
         state: a scratch dict that lives as long as the conversation and is shared by every
             call it makes. Keep your data under your plugin's name (:meth:`state_for`).
         conversation: the conversation object itself, or None.
+        reply_metadata: entries to store in the metadata of the reply this call produces
+            (:attr:`~convkit.store.StoredMessage.metadata`), fresh for every call. Keep them
+            under your plugin's name (``context.reply_metadata["cache"] = {"hit": True}``);
+            values must be JSON. convkit's own keys (``model``, ``purpose``,
+            ``finish_reason``, ``answered_by_plugin``) are never replaced. An entry the store
+            would refuse is left out and reported in :attr:`~convkit.Reply.plugin_errors`
+            (as a :class:`~convkit.PluginError` naming the entry's key): the reply is stored
+            regardless. Summary calls store no reply: what they are given is not kept.
 
     Example::
 
@@ -111,6 +119,7 @@ class CallContext:
     settings: Mapping[str, Any] = field(factory=dict)
     state: dict[str, Any] = field(factory=dict)
     conversation: Any = None
+    reply_metadata: dict[str, Any] = field(factory=dict)
 
     def settings_for(self, plugin: str) -> Mapping[str, Any]:
         """This conversation's settings for ``plugin`` (an empty mapping when there are none)."""

@@ -34,6 +34,7 @@ from convkit.errors import (
 )
 from convkit.hookspecs import CallContext, OutgoingRequest, RequestDraft
 from convkit.messages import Message, ToolCall, as_message
+from convkit.store._values import StoreValueError, check_metadata
 from convkit.tokens import TokenCounter, counter_for
 from convkit.turn._content import (
     _check_answer,
@@ -88,6 +89,8 @@ class _Call:
     summary_error: SummarizationError | None = None
     #: What summarizing after the reply needs: (rows, draft, summary, reply_tokens, budget).
     after: tuple[Any, ...] | None = None
+    #: What the call's hooks put in ``context.reply_metadata``, for the stored reply.
+    plugin_metadata: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 class TurnCore:
@@ -492,6 +495,7 @@ class TurnCore:
                 metadata["finish_reason"] = response.finish_reason
             if call.answered:
                 metadata["answered_by_plugin"] = True
+            self._add_plugin_metadata(metadata, call.plugin_metadata)
             stored = yield StoreCall(
                 "append",
                 (self.thread_id, message),
@@ -554,7 +558,7 @@ class TurnCore:
                 window, rows, draft, summary, reply_tokens, budget, ctx, stream
             )
             if answer is not None:
-                call = yield from self._answered(answer, draft, ctx, stream)
+                call = yield from self._answered(answer, draft, ctx, stream, request)
                 call.window, call.predicted, call.budget = window, predicted, budget
                 call.read_newest, call.scale = read_newest, self._scale
                 return call
@@ -591,6 +595,7 @@ class TurnCore:
                 incomplete=incomplete,
                 read_newest=read_newest,
                 scale=self._scale,
+                plugin_metadata=ctx.reply_metadata,
             )
             if purpose != "summary":
                 call.after = (rows, draft, summary, reply_tokens, budget)
@@ -849,16 +854,39 @@ class TurnCore:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _answered(
-        self, answer: ChatResponse, draft: Any, ctx: CallContext, stream: bool
+        self,
+        answer: ChatResponse,
+        draft: Any,
+        ctx: CallContext,
+        stream: bool,
+        request: ChatRequest | None = None,
     ) -> Generator[Any, Any, _Call]:
-        request = ChatRequest(model=draft.model, messages=[Message.user("(answered by a plugin)")])
+        if request is None:  # answered by prepare_request: nothing was fitted yet
+            request = ChatRequest(
+                model=draft.model, messages=[Message.user("(answered by a plugin)")]
+            )
         response = yield from self._through_middleware(answer, request, ctx, emit=stream)
         response = yield HookCall(
             "process_response",
             {"response": response, "request": request, "context": ctx},
             mode="chain",
         )
-        return _Call(response, None, 0, 0, answered=True)
+        return _Call(response, None, 0, 0, answered=True, plugin_metadata=ctx.reply_metadata)
+
+    def _add_plugin_metadata(self, metadata: dict[str, Any], extra: Mapping[str, Any]) -> None:
+        """Add the entries hooks put in ``context.reply_metadata`` (convkit's keys stay)."""
+        for key, value in extra.items():
+            if key in metadata:
+                continue
+            try:  # what the store would refuse (not JSON, a credential, too big in all)
+                merged = check_metadata({**metadata, key: value}, "context.reply_metadata")
+            except StoreValueError as exc:
+                log.warning("reply metadata %r left out: %s", key, exc)
+                self.plugin_errors.append(
+                    PluginError(str(key), "reply_metadata", exc, message=f"{exc}")
+                )
+                continue
+            metadata[key] = merged[key]
 
     def _through_middleware(
         self,
@@ -953,6 +981,7 @@ class TurnCore:
         if message is None:
             return
         metadata: dict[str, Any] = {"model": response.model or self.model, "purpose": ctx.purpose}
+        self._add_plugin_metadata(metadata, ctx.reply_metadata)
         stored = yield StoreCall(
             "append",
             (self.thread_id, message),

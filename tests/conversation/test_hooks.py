@@ -411,3 +411,97 @@ async def test_async_hooks_are_awaited(server: FakeChatServer, db_url: str) -> N
         server.enqueue(Reply.text("streamed SECRET", chunk_size=3))
         stream = conv.stream("go")
         assert "".join([d async for d in stream]) == "STREAMED [X] (CHECKED)"
+
+
+# ---- what plugins add to the stored reply
+
+
+class Tag:
+    """Tags every call's reply, tries to overwrite a convkit key, and adds what it is given."""
+
+    def __init__(self, **extra: Any) -> None:
+        self.extra = extra
+        self.calls = 0
+
+    @hookimpl
+    def finalize_request(self, request: OutgoingRequest, context: CallContext) -> None:
+        self.calls += 1
+        assert context.reply_metadata == {}  # fresh for every call
+        context.reply_metadata["tag"] = {"call": self.calls, "model": request.model}
+        context.reply_metadata["model"] = "not-the-model"  # convkit's own key: not replaced
+        context.reply_metadata.update(self.extra)
+
+
+def test_reply_metadata_is_stored_with_the_reply(
+    server: FakeChatServer, store: Store, streaming: bool
+) -> None:
+    server.enqueue(Reply.text("one", model="gpt-4o-2024-08-06"), Reply.text("two"))
+    conv = make(server, store, [Tag()])
+    turn(conv, "first", streaming)
+    _, reply = turn(conv, "second", streaming)
+    stored = store.messages(conv.thread_id)
+    answers = [m.metadata for m in stored if m.role == "assistant"]
+    assert [a["tag"] for a in answers] == [
+        {"call": 1, "model": MODEL},
+        {"call": 2, "model": MODEL},
+    ]
+    assert answers[0]["model"] == "gpt-4o-2024-08-06" and answers[1]["model"] == MODEL
+    assert all("tag" not in m.metadata for m in stored if m.role == "user")
+    assert reply.plugin_errors == ()
+
+
+def test_reply_metadata_the_store_would_refuse_is_left_out_and_reported(
+    server: FakeChatServer, store: Store, streaming: bool
+) -> None:
+    server.enqueue(Reply.text("kept"))
+    conv = make(server, store, [Tag(bad={1, 2}, api_key="sk-" + "x" * 24, fine=[1, "a"])])
+    text, reply = turn(conv, "hi", streaming)
+    assert text == "kept"
+    [*_, answer] = store.messages(conv.thread_id)
+    assert answer.message.text == "kept" and answer.status == "complete"
+    assert answer.metadata["fine"] == [1, "a"] and "tag" in answer.metadata
+    assert "bad" not in answer.metadata and "api_key" not in answer.metadata
+    assert sorted(e.plugin for e in reply.plugin_errors) == ["api_key", "bad"]
+    assert all(e.hook == "reply_metadata" for e in reply.plugin_errors)
+    assert all("sk-xxxx" not in str(e) for e in reply.plugin_errors)  # the value is not echoed
+
+
+def test_reply_metadata_marks_a_partial_reply_too(server: FakeChatServer, store: Store) -> None:
+    server.enqueue(Reply.text("cut short here", drop_after_chunks=2))
+    conv = make(server, store, [Tag()])
+    with pytest.raises(TransportError):
+        list(conv.stream("go"))
+    [*_, partial] = store.messages(conv.thread_id)
+    assert partial.status == "incomplete" and partial.metadata["tag"] == {"call": 1, "model": MODEL}
+
+
+class AnswerAndTag:
+    @hookimpl(trylast=True)
+    def finalize_request(self, request: OutgoingRequest, context: CallContext) -> ChatResponse:
+        context.reply_metadata["canned"] = {"sent": len(request.messages)}
+        return canned("from the plugin")
+
+    @hookimpl
+    def process_response(self, response: ChatResponse, request: Any, context: CallContext) -> None:
+        # An answer keyed on the fitted request is processed with that request, not a stand-in.
+        context.reply_metadata["seen_by_process_response"] = [m.text for m in request.messages]
+
+
+@pytest.mark.anyio
+async def test_async_reply_metadata_of_an_answered_call(
+    server: FakeChatServer, db_url: str
+) -> None:
+    async with AsyncStore(db_url) as store, AsyncConversation(
+        MODEL,
+        store=store,
+        base_url=server.base_url,
+        api_key=FAKE_API_KEY,
+        plugins=[AnswerAndTag()],
+        system="Be brief.",
+    ) as conv:
+        reply = await conv.send("hello")
+        [*_, answer] = await store.messages(conv.thread_id)
+    assert reply.text == "from the plugin" and server.requests == []
+    assert answer.metadata["canned"] == {"sent": 2}
+    assert answer.metadata["seen_by_process_response"] == ["Be brief.", "hello"]
+    assert answer.metadata["answered_by_plugin"] is True

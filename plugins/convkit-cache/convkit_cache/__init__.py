@@ -5,8 +5,10 @@ and summary included, after every other plugin's edits), the tools and the param
 change the answer (not ``stream``, ``stream_options``, ``user`` or ``metadata``). A hit is
 answered from ``finalize_request`` (``trylast``: it sees every other plugin's edits) without
 calling the API; convkit replays it through the stream middleware — as chunks when the caller
-streams — and stores it in the thread like any reply (its metadata says
-``answered_by_plugin``). A hit carries no usage: no tokens were spent.
+streams — and stores it in the thread like any reply, its metadata marking it as cached:
+``{"cache": {"hit": true, "entry": "<first 16 hex digits of the key>", "cached_at": "<when the
+answer was stored, ISO 8601 UTC>"}}`` beside convkit's own ``answered_by_plugin: true``. A hit
+carries no usage: no tokens were spent.
 
 What is cached is the answer as the API sent it, before any stream middleware or
 ``process_response`` changed it (a ``wrap_stream`` wrapper puts a recorder first in the
@@ -34,6 +36,7 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import attrs
@@ -282,34 +285,48 @@ class Cache:
         since = None if opts.ttl is None else self.clock() - opts.ttl
         engine, is_async = _engine(context.store)
         if is_async:
-            return self._alookup(engine, key, since, pending)
+            return self._alookup(engine, key, since, pending, context)
         try:
             found = db.run(engine, db.lookup(key, since))
         except Exception as exc:
             log.warning("convkit-cache: lookup failed, calling the API: %s", exc)
             return None
-        return self._hit(found, key, pending)
+        return self._hit(found, key, pending, context)
 
     async def _alookup(
-        self, engine: Any, key: str, since: float | None, pending: dict[str, Any]
+        self,
+        engine: Any,
+        key: str,
+        since: float | None,
+        pending: dict[str, Any],
+        context: CallContext,
     ) -> ChatResponse | None:
         try:
             found = await db.arun(engine, db.lookup(key, since))
         except Exception as exc:
             log.warning("convkit-cache: lookup failed, calling the API: %s", exc)
             return None
-        return self._hit(found, key, pending)
+        return self._hit(found, key, pending, context)
 
     @staticmethod
-    def _hit(found: str | None, key: str, pending: dict[str, Any]) -> ChatResponse | None:
+    def _hit(
+        found: tuple[str, float] | None, key: str, pending: dict[str, Any], context: CallContext
+    ) -> ChatResponse | None:
         if found is None:
             return None
-        pending.pop(key, None)
+        text, stored_at = found
         try:
-            response = ChatResponse.from_openai(json.loads(found))
+            response = ChatResponse.from_openai(json.loads(text))
         except ValueError as exc:
             log.warning("convkit-cache: a cached entry is unreadable, calling the API: %s", exc)
             return None
+        pending.pop(key, None)
+        # The stored reply says it came from the cache, and from which entry.
+        context.reply_metadata[NAME] = {
+            "hit": True,
+            "entry": key[:16],
+            "cached_at": datetime.fromtimestamp(stored_at, timezone.utc).isoformat(),
+        }
         return attrs.evolve(response, usage=None)
 
     @hookimpl(wrapper=True)

@@ -54,13 +54,14 @@ T = TypeVar("T")
 Op = Generator[Any, Any, T]
 
 
-def lookup(key: str, since: float | None) -> Op[str | None]:
-    """The cached response JSON of ``key`` if stored at or after ``since`` (None: any age)."""
-    query = select(entries.c.response).where(entries.c.key == key)
+def lookup(key: str, since: float | None) -> Op[tuple[str, float] | None]:
+    """``key``'s cached response JSON and when it was stored (epoch seconds), if stored at or
+    after ``since`` (None: any age)."""
+    query = select(entries.c.response, entries.c.created_at).where(entries.c.key == key)
     if since is not None:
         query = query.where(entries.c.created_at >= since)
     rows = yield query
-    return str(rows[0][0]) if rows else None
+    return (str(rows[0][0]), float(rows[0][1])) if rows else None
 
 
 def _upsert(dialect: str, row: dict[str, Any]) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -77,7 +78,7 @@ def test_the_second_identical_turn_makes_no_request(
 ) -> None:
     server.enqueue(Reply.text("Paris is the capital.", chunk_size=3))
     with Store(db_url) as store:
-        first, _ = ask(server, store, "capital of France?", streaming)
+        first, fresh = ask(server, store, "capital of France?", streaming)
         assert len(server.requests) == 1
         second, reply = ask(server, store, "capital of France?", streaming)
         assert len(server.requests) == 1  # answered from the cache
@@ -86,6 +87,11 @@ def test_the_second_identical_turn_makes_no_request(
         stored = store.messages(reply.thread_id)
         assert [m.message.text for m in stored] == ["capital of France?", "Paris is the capital."]
         assert stored[-1].metadata["answered_by_plugin"] is True
+        marker = stored[-1].metadata["cache"]  # marked as cached, with the entry it came from
+        assert marker["hit"] is True and len(marker["entry"]) == 16
+        assert datetime.fromisoformat(marker["cached_at"]).tzinfo is not None
+        # The fresh answer carries no marker.
+        assert all("cache" not in m.metadata for m in store.messages(fresh.thread_id))
         ask(server, store, "capital of Spain?", streaming)  # another question: another call
         assert len(server.requests) == 2
 
@@ -93,16 +99,20 @@ def test_the_second_identical_turn_makes_no_request(
 @pytest.mark.anyio
 async def test_async_send_and_stream(server: FakeChatServer, db_url: str) -> None:
     async with AsyncStore(db_url) as store:
-        for streaming in (False, True, False, True):
+        for turn, streaming in enumerate((False, True, False, True)):
             async with AsyncConversation(
                 MODEL, store=store, base_url=server.base_url, api_key=FAKE_KEY, plugins=[Cache()]
             ) as conv:
                 if streaming:
                     stream = conv.stream("hello async")
                     text = "".join([d async for d in stream])
+                    reply = stream.reply
                 else:
-                    text = (await conv.send("hello async")).text
+                    reply = await conv.send("hello async")
+                    text = reply.text
             assert text == "hello async"
+            [*_, answer] = await store.messages(reply.thread_id)
+            assert ("cache" in answer.metadata) is (turn > 0)  # every turn after the first hits
         assert len(server.requests) == 1
 
 
