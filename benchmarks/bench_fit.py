@@ -31,7 +31,24 @@ from convkit.context import Counted, TrimOldest
 
 MODEL = "gpt-4o"
 BUDGET = 8_000
-WORDS = ["alpha", "beta", "gamma", "delta", "weather", "Paris", "Rome", "forecast", "sunny", "rain", "12", "degrees", "and", "the", "a", "of"]
+WORDS = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "weather",
+    "Paris",
+    "Rome",
+    "forecast",
+    "sunny",
+    "rain",
+    "12",
+    "degrees",
+    "and",
+    "the",
+    "a",
+    "of",
+]
 
 
 def thread(n: int, seed: int = 3) -> list[dict[str, Any]]:
@@ -48,17 +65,27 @@ def thread(n: int, seed: int = 3) -> list[dict[str, Any]]:
             for _ in range(2):
                 call += 1
                 ids.append(f"call_{call}")
-                calls.append({"id": f"call_{call}", "type": "function",
-                              "function": {"name": "weather", "arguments": '{"city": "Paris"}'}})
+                calls.append(
+                    {
+                        "id": f"call_{call}",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": '{"city": "Paris"}'},
+                    }
+                )
             msgs.append({"role": "assistant", "content": None, "tool_calls": calls})
             for cid in ids:
-                msgs.append({"role": "tool", "tool_call_id": cid, "content": text(rnd.randint(20, 200))})
+                msgs.append(
+                    {"role": "tool", "tool_call_id": cid, "content": text(rnd.randint(20, 200))}
+                )
         msgs.append({"role": "assistant", "content": text(rnd.randint(20, 120))})
     return msgs[:n]
 
 
 def new_message(i: int) -> dict[str, Any]:
-    return {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}: " + "more words " * 20}
+    return {
+        "role": "user" if i % 2 == 0 else "assistant",
+        "content": f"turn {i}: " + "more words " * 20,
+    }
 
 
 def check(window: list[dict[str, Any]]) -> tuple[bool, bool]:
@@ -117,8 +144,15 @@ def langchain() -> tuple[Callable[..., Any], Callable[..., Any]]:
 
     def turn(state: Any, d: dict[str, Any]) -> list[dict[str, Any]]:
         state.extend(convert_to_messages([d]))
-        w = trim_messages(state, max_tokens=BUDGET, token_counter=llm, strategy="last",
-                          include_system=True, start_on="human", allow_partial=False)
+        w = trim_messages(
+            state,
+            max_tokens=BUDGET,
+            token_counter=llm,
+            strategy="last",
+            include_system=True,
+            start_on="human",
+            allow_partial=False,
+        )
         return list(convert_to_openai_messages(w))
 
     return setup, turn
@@ -171,8 +205,12 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=50)
     ap.add_argument("--sizes", default="100,1000,10000")
     ap.add_argument("--only", default="", help="comma-separated name prefixes of contenders to run")
-    ap.add_argument("--max-seconds", type=float, default=20.0,
-                    help="stop a cell after this much fitting time (at least 1 turn runs)")
+    ap.add_argument(
+        "--max-seconds",
+        type=float,
+        default=20.0,
+        help="stop a cell after this much fitting time (at least 1 turn runs)",
+    )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     contenders = {
@@ -183,7 +221,9 @@ def main() -> None:
     }
     if args.only:
         wanted = [w.strip().lower() for w in args.only.split(",")]
-        contenders = {n: f for n, f in contenders.items() if any(n.lower().startswith(w) for w in wanted)}
+        contenders = {
+            n: f for n, f in contenders.items() if any(n.lower().startswith(w) for w in wanted)
+        }
     results: dict[tuple[str, int], tuple[float, int, int, int]] = {}
     for size in sizes:
         msgs = thread(size)
@@ -223,20 +263,46 @@ def main() -> None:
             gc.collect()
             median = statistics.median(times)
             results[(name, size)] = (median, over, orphan, done)
-            print(f"  {name} @ {size}: {median * 1e3:.3f} ms/turn median ({done} turns)", flush=True)
+            print(
+                f"  {name} @ {size}: {median * 1e3:.3f} ms/turn median ({done} turns)", flush=True
+            )
 
     rows = []
     for (name, size), (t, over, orphan, turns) in results.items():
         ck = results.get(("convkit TrimOldest", size))
         ratio = f"{t / ck[0]:.1f}x" if ck else "-"
-        rows.append([name, str(size), f"{t * 1e3:.3f}", ratio, f"{over}/{turns}", f"{orphan}/{turns}"])
-    print(f"\nPer-turn fitting to {BUDGET} tokens for {MODEL} (up to {args.turns} turns per cell)\n")
-    print(table(rows, ["contender", "thread", "median ms/turn", "vs convkit", "over budget", "orphaned tools"]))
-    ck = {s: results[("convkit TrimOldest", s)][0] for s in sizes if ("convkit TrimOldest", s) in results}
+        rows.append(
+            [name, str(size), f"{t * 1e3:.3f}", ratio, f"{over}/{turns}", f"{orphan}/{turns}"]
+        )
+    print(
+        f"\nPer-turn fitting to {BUDGET} tokens for {MODEL} (up to {args.turns} turns per cell)\n"
+    )
+    print(
+        table(
+            rows,
+            [
+                "contender",
+                "thread",
+                "median ms/turn",
+                "vs convkit",
+                "over budget",
+                "orphaned tools",
+            ],
+        )
+    )
+    ck = {
+        s: results[("convkit TrimOldest", s)][0]
+        for s in sizes
+        if ("convkit TrimOldest", s) in results
+    }
     if 100 in ck and 10000 in ck:
         print(f"\nconvkit 10,000 vs 100 messages: {ck[10000] / ck[100]:.2f}x")
     if 1000 in ck:
-        peers = [results[(n, 1000)][0] for n in contenders if n != "convkit TrimOldest" and (n, 1000) in results]
+        peers = [
+            results[(n, 1000)][0]
+            for n in contenders
+            if n != "convkit TrimOldest" and (n, 1000) in results
+        ]
         if peers:
             print(f"fastest peer vs convkit at 1,000 messages: {min(peers) / ck[1000]:.1f}x")
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from convkit import ContextOverflowError, Message, TrimOldest
 from convkit.context import Counted
-from convkit.context._groups import Tail, select
+from convkit.context._groups import Chosen, Tail, select
 from convkit.store import NewMessage, Store
 from tests.test_context import conversations
 
@@ -110,6 +110,14 @@ def test_store_and_policy_choose_the_same_window(
         assert list(window.messages) == [m.message for m in from_store]
         assert window.prompt_tokens == 3 + sum(m.tokens for m in from_store)
         assert window.prompt_tokens <= budget + 3
+        # 3. ... and fitting the store's window (handed to select without a walk) gives the
+        #    same window as fitting the whole thread, and as fitting a plain copy of it
+        assert type(from_store) is Chosen
+        for rows in (from_store, list(from_store)):
+            again = policy.fit(rows)
+            assert again.messages == window.messages
+            assert again.prompt_tokens == window.prompt_tokens
+            assert again.first_seq == window.first_seq
     assert_api_accepts([m.message for m in from_store], has_user=has_user)
     # incomplete rows never carry a call into a window
     incomplete = {s.seq for s in stored if s.status == "incomplete"}

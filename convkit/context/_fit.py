@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar, Union, cast
 
 import attrs
 
 from convkit.context._budget import counting_key, prefix_tokens, prompt_budget, summary_tokens
-from convkit.context._groups import Entry, Tail, Unit, _unit, select
+from convkit.context._groups import Chosen, Entry, Tail, Unit, _unit, select
 from convkit.context._values import Counted, Summary, Window
 from convkit.errors import SummarizationError
 from convkit.messages import Message, MessageLike, TextPart, as_message
@@ -26,9 +26,34 @@ HistoryItem = Union[Counted, Entry, Message, Mapping[str, Any]]
 _PREFIX_ROLES = frozenset({"system", "developer"})
 
 
+#: Entry classes whose instances are trusted to carry a :class:`~convkit.Message`, an ``int``
+#: ``tokens`` and ``seq``, a status and ``counted_with`` (the store registers its
+#: ``StoredMessage``, which it builds from checked rows): converted without the checks.
+TRUSTED_ENTRIES: set[type] = set()
+
+_new = object.__new__
+_c_message, _c_tokens, _c_seq, _c_status = (
+    Counted.__dict__[n].__set__ for n in ("message", "tokens", "seq", "status")
+)
+
+
+def _trusted(it: Any, counter: TokenCounter, key: str) -> Counted:
+    # What Counted(...) makes, without its __init__ (this runs once per history entry a
+    # policy reads from a store's window).
+    message = it.message
+    c: Counted = _new(Counted)
+    _c_message(c, message)
+    _c_tokens(c, it.tokens if it.counted_with == key else counter.count_message(message))
+    _c_seq(c, it.seq)
+    _c_status(c, it.status)
+    return c
+
+
 def _to_counted(it: Any, i: int, counter: TokenCounter, key: str) -> Counted:
     if isinstance(it, Counted):
         return it
+    if type(it) in TRUSTED_ENTRIES:
+        return _trusted(it, counter, key)
     msg = getattr(it, "message", None)
     tokens = getattr(it, "tokens", None)
     seq = getattr(it, "seq", None)
@@ -77,29 +102,34 @@ class History:
     def __len__(self) -> int:
         return len(self._items) - self._lead
 
-    def at(self, i: int) -> Counted:
-        """The ``i``-th item after the leading ones as a :class:`Counted` (counted once)."""
+    def at(self, i: int) -> Entry:
+        """The ``i``-th item after the leading ones as an entry (counted once)."""
         return self._raw(i + self._lead)
 
-    def _raw(self, i: int) -> Counted:
-        item = self._items[i]
-        if type(item) is Counted:
-            return item  # the common case: nothing to convert or remember
+    def _raw(self, i: int) -> Entry:
+        item: Any = self._items[i]
+        cls = type(item)
+        if cls is Counted or (cls in TRUSTED_ENTRIES and item.counted_with == self._key):
+            # A Counted, or a stored row counted under these rules: used as it is.
+            return cast(Entry, item)
         c = self._memo.get(i)
         if c is None:
             c = self._memo[i] = _to_counted(item, i, self._counter, self._key)
         return c
 
-    def tail(self, room: int, after_seq: int | None) -> list[Counted]:
+    def tail(self, room: int, after_seq: int | None) -> list[Entry]:
         """The newest entries that can matter for a window of ``room`` history tokens.
 
         Stops at the summary's coverage (``after_seq``); follows :class:`Tail`'s reading rule,
         the same a store's ``window()`` read uses.
         """
-        tail = Tail(room, recount=self._counter.count_message, after_seq=after_seq)
         items, lead, raw = self._items, self._lead, self._raw
+        if type(items) is Chosen:  # a store's window: bounded, nothing to stop reading early
+            entries = [raw(k) for k in range(lead, len(items))]
+            return entries if after_seq is None else [e for e in entries if e.seq > after_seq]
+        tail = Tail(room, recount=self._counter.count_message, after_seq=after_seq)
 
-        def walk(start: int) -> Iterator[Counted]:
+        def walk(start: int) -> Iterator[Entry]:
             # at(k) inlined: this loop runs once per message a window reads
             for k in range(start + lead, lead - 1, -1):
                 item = items[k]

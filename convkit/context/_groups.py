@@ -263,6 +263,17 @@ def select(
     return Selection(kept, tuple(left_out), tokens, truncated)
 
 
+class Chosen(list[Any]):
+    """Entries a store's ``window()`` chose by this rule: chronological, bounded by the window.
+
+    A policy fitting them hands them to :func:`select` as they are, without walking them with
+    a :class:`Tail` first: the walk exists to stop reading a long history early, and
+    :func:`select` over any superset of what a walk returns chooses the same window.
+    """
+
+    __slots__ = ()
+
+
 class Tail:
     """Which entries, read newest first, can matter for a window of ``budget`` history tokens.
 

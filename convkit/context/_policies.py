@@ -19,6 +19,7 @@ from convkit.context._budget import (
     summary_tokens,
 )
 from convkit.context._fit import History, HistoryItem, build_window, cut_message
+from convkit.context._groups import Entry
 from convkit.context._values import (
     DEFAULT_SUMMARY_PROMPT,
     Counted,
@@ -408,7 +409,7 @@ class Summarize(_Policy):
         tools: Sequence[Mapping[str, Any]] | None,
         budget: int,
         tool_choice: Any = None,
-    ) -> list[list[Counted]]:
+    ) -> list[list[Entry]]:
         """Return the batches of messages to fold into the summary (empty: nothing to do).
 
         Walks newest-first: in steady state it reads only the unsummarized tail, which the
@@ -455,7 +456,7 @@ class Summarize(_Policy):
                     return []  # no user message at all: nothing sensible to summarize
         if not triggered or keep_from is None or keep_from <= live_start:
             return []
-        batches: list[list[Counted]] = [[]]
+        batches: list[list[Entry]] = [[]]
         size = 0
         for i in range(live_start, keep_from):
             c = history.at(i)
@@ -463,7 +464,7 @@ class Summarize(_Policy):
                 # One message larger than a whole request: the summarizer gets its text cut to
                 # the cap (the stored message is unchanged).
                 cut, tokens = cut_message(counter, c.message, input_cap, text_only=True)
-                c = attrs.evolve(c, message=cut, tokens=tokens)
+                c = Counted(message=cut, tokens=tokens, seq=c.seq, status=c.status)
             if batches[-1] and size + c.tokens > input_cap:
                 if len(batches) == self.max_batches_per_turn:
                     break
@@ -473,7 +474,7 @@ class Summarize(_Policy):
             size += c.tokens
         return batches
 
-    def _request(self, previous: Summary | None, batch: list[Counted]) -> SummaryRequest:
+    def _request(self, previous: Summary | None, batch: Sequence[Entry]) -> SummaryRequest:
         return SummaryRequest(
             previous=previous.text if previous is not None else None,
             messages=tuple(c.message for c in batch),
@@ -482,7 +483,7 @@ class Summarize(_Policy):
             max_tokens=self._summary_cap(),
         )
 
-    def _make_summary(self, text: Any, batch: list[Counted]) -> Summary:
+    def _make_summary(self, text: Any, batch: Sequence[Entry]) -> Summary:
         if not isinstance(text, str) or not text.strip():
             raise SummarizationError(f"the summarizer returned {type(text).__name__}, not text")
         enc = self.counter.encoding

@@ -35,6 +35,7 @@ from convkit.store._engine import (
     make_sync_engine,
     run_upgrade,
 )
+from convkit.store._recent import DEFAULT_MAX_ROWS
 from convkit.store._sync import SyncRunner
 from convkit.store._values import StoredMessage, Summary, Thread, ThreadPage
 
@@ -95,8 +96,9 @@ class AsyncStore:
         counter: TokenCounterLike | None = None,
         create_tables: bool = False,
         engine_options: Mapping[str, Any] | None = None,
+        keep_rows: int = DEFAULT_MAX_ROWS,
     ) -> None:
-        self._base = StoreBase(url, model=model, counter=counter)
+        self._base = StoreBase(url, model=model, counter=counter, keep_rows=keep_rows)
         ensure_sqlite_dir(self._base.url)
         self.engine: AsyncEngine = make_async_engine(self._base.url, engine_options)
         self.url = self.engine.url
@@ -245,6 +247,7 @@ class AsyncStore:
     async def delete_thread(self, thread_id: str) -> None:
         """Delete a thread with its messages and summaries (its forks keep their history)."""
         await self._run(_sql.delete_thread(thread_id), write=True, core=True)
+        self._base.recent.forget(thread_id)
 
     async def fork(
         self,

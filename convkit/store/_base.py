@@ -25,6 +25,7 @@ from convkit.messages import Message, MessageLike, Usage, as_message
 from convkit.store import _sql
 from convkit.store._engine import display_url, redact, resolve_url
 from convkit.store._jsonl import parse_export
+from convkit.store._recent import DEFAULT_MAX_ROWS, RecentRows
 from convkit.store._rows import ROW_FORMAT
 from convkit.store._values import (
     MAX_ENCODING_LENGTH,
@@ -200,11 +201,18 @@ class StoreBase:
         *,
         model: str,
         counter: TokenCounterLike | None,
+        keep_rows: int = DEFAULT_MAX_ROWS,
     ) -> None:
         self.url, self._is_default = resolve_url(url)
         self.model = model
         self._counter = counter
         self._key: str | None = None
+        if isinstance(keep_rows, bool) or not isinstance(keep_rows, int) or keep_rows < 0:
+            raise StoreValueError(
+                f"keep_rows must be an integer >= 0, got {keep_rows!r}", field="keep_rows"
+            )
+        #: The newest rows of recently read windows (:mod:`convkit.store._recent`).
+        self.recent = RecentRows(keep_rows)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({display_url(self.url)!r})"
@@ -408,6 +416,7 @@ class StoreBase:
             include_incomplete=include_incomplete,
             recount=self._recount,
             count=self.counter.count_message,
+            recent=self.recent,
         )
 
     def _prepare_fork(

@@ -62,7 +62,7 @@ ENV_URL = "CONVKIT_DATABASE_URL"
 #: File name of the default SQLite database in the user data directory.
 DEFAULT_FILENAME = "convkit.sqlite3"
 #: The newest migration; a database at any other revision is refused until upgraded.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 #: Execution options that mark a write transaction (SQLite begins it IMMEDIATE).
 WRITE: Mapping[str, Any] = {"convkit_write": True}
 

@@ -171,6 +171,10 @@ class ThreadRow(Base):
     fork_seq: Mapped[int | None] = mapped_column(Integer)
     # Incremented in the same transaction as each insert, so seq is gap-free and unique.
     last_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    #: A random id given when the row is created (create, fork, import), never changed: the
+    #: rows of one incarnation never change (messages are append-only), so rows read before
+    #: may be reused (revision 0005). NULL only for rows written by hand.
+    incarnation: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index("ix_convkit_threads_created", "created_at", "id"),
@@ -256,6 +260,7 @@ THREAD_COLUMNS = (
     _threads.parent_id,
     _threads.fork_seq,
     _threads.last_seq,
+    _threads.incarnation,
 )
 
 #: The message columns reads select, in the order :func:`message_from_row` unpacks them.

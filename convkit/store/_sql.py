@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import datetime
 from operator import itemgetter
@@ -45,6 +46,7 @@ from convkit.context import _groups
 from convkit.errors import ThreadNotFoundError
 from convkit.messages import Message
 from convkit.store._jsonl import message_record, summary_record, thread_record
+from convkit.store._recent import RecentRows
 from convkit.store._rows import (
     MESSAGE_COLUMNS,
     ROW_FORMAT,
@@ -144,9 +146,9 @@ def lineage(thread_id: str) -> Op[tuple[Row[Any], list[Segment]]]:
 
 
 def create_thread(values: dict[str, Any]) -> Op[Thread]:
-    """Insert a thread row built by the caller."""
+    """Insert a thread row built by the caller, with a new incarnation."""
     try:
-        yield Q(insert(threads_t).values(**values))
+        yield Q(insert(threads_t).values(**values, incarnation=uuid.uuid4().hex))
     except IntegrityError:
         raise StoreValueError(
             f"a thread with id {values['id']!r} already exists", field="thread_id"
@@ -579,6 +581,10 @@ def _newest_user_seq(
     return None
 
 
+#: Rows appended since a kept run was read, beyond which the window is read afresh.
+_MAX_NEW = 512
+
+
 def window(
     thread_id: str,
     budget: int,
@@ -587,6 +593,7 @@ def window(
     include_incomplete: bool,
     recount: Callable[[StoredMessage], StoredMessage],
     count: Callable[[Message], int],
+    recent: RecentRows | None = None,
 ) -> Op[list[StoredMessage]]:
     """The newest user turn, whatever its size, then older whole units that fit ``budget``.
 
@@ -596,23 +603,49 @@ def window(
     a user message is seen, one query finds the newest user message further back: if there is
     one, the walk goes on down to it (all of it belongs to the window); if there is none, the
     window is what fitted. Either way only the window's rows are read.
-    """
-    _, segments = yield from lineage(thread_id)
-    tail = _groups.Tail(budget, include_incomplete=include_incomplete, recount=count)
-    last_seq = 0
 
-    def visit(r: Row[Any], payload: Any) -> bool:
-        nonlocal last_seq
-        last_seq = r[0]  # seq (rows of MESSAGE_COLUMNS are read by position)
-        stored = recount(message_from_row(r, thread_id, payload))
+    With ``recent``, the rows the previous window of this thread walked are reused: only the
+    rows appended since are fetched, then the kept rows are walked, then older rows are read
+    if the window reaches below them (:mod:`convkit.store._recent` says why they are right).
+    """
+    row, segments = yield from lineage(thread_id)
+    tail = _groups.Tail(budget, include_incomplete=include_incomplete, recount=count)
+    walked: list[StoredMessage] = []  # every row fed to the tail, newest first, contiguous
+    pending: list[StoredMessage] = []
+
+    def feed(stored: StoredMessage) -> bool:
+        walked.append(stored)
         if tail.take(stored):
             return True
         pending.append(stored)
         return False
 
-    pending: list[StoredMessage] = []
-    yield from walk_newest_first(segments, visit, after_seq=after_seq)
+    def visit(r: Row[Any], payload: Any) -> bool:
+        return feed(recount(message_from_row(r, thread_id, payload)))
+
+    kept = None if recent is None else recent.get(thread_id, row.incarnation)
+    if kept is not None and not (kept.top <= row.last_seq <= kept.top + _MAX_NEW):
+        kept = None
+    if kept is None:
+        yield from walk_newest_first(segments, visit, after_seq=after_seq)
+    else:
+        # What was appended since (the newest segment only: kept rows reach its top) ...
+        yield from walk_newest_first(segments, visit, after_seq=max(after_seq, kept.top))
+        if not pending:
+            # ... then the kept rows above after_seq (kept.newest[i] has seq top - i), in one
+            # call, then older ones from the database if the window reaches below them.
+            usable = kept.newest[: max(0, kept.top - after_seq)]
+            n = tail.extend(usable)
+            walked.extend(usable[:n])
+            if n < len(usable):
+                walked.append(usable[n])
+                pending.append(usable[n])  # refused: what the anchor search starts from
+            elif len(usable) == len(kept.newest) and kept.bottom - 1 > after_seq:
+                yield from walk_newest_first(
+                    segments, visit, after_seq=after_seq, below=kept.bottom - 1
+                )
     if tail.needs_anchor:
+        last_seq = walked[-1].seq
         anchor = yield from _newest_user_seq(
             segments, last_seq, after_seq, include_incomplete=include_incomplete
         )
@@ -627,6 +660,8 @@ def window(
                 below=last_seq - 1,
                 first_page=last_seq - anchor + 1,
             )
+    if recent is not None:
+        recent.put(thread_id, row.incarnation, walked)
     chosen = _groups.select(
         tail.entries,
         budget,
@@ -634,7 +669,7 @@ def window(
         include_incomplete=include_incomplete,
         over_budget="keep",
     )
-    return list(chosen.kept)
+    return _groups.Chosen(chosen.kept)  # a policy fits these without walking them again
 
 
 def export_lines(thread_id: str, emit: Callable[[str], None]) -> Op[None]:

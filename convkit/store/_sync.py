@@ -32,6 +32,7 @@ from convkit.store._engine import (
     run_upgrade,
 )
 from convkit.store._raw import RawRunner
+from convkit.store._recent import DEFAULT_MAX_ROWS
 from convkit.store._values import StoredMessage, Summary, Thread, ThreadPage
 
 if TYPE_CHECKING:
@@ -113,6 +114,9 @@ class Store:
         create_tables: create or upgrade the schema on open (otherwise an out-of-date schema
             raises :class:`~convkit.SchemaVersionError` naming ``convkit db upgrade``).
         engine_options: extra keyword arguments for :func:`sqlalchemy.create_engine`.
+        keep_rows: how many rows of recently read windows are kept in memory, over all
+            threads, so that the next ``window()`` of a thread fetches only the rows appended
+            since (see ``docs/storage.md``); 0 keeps none.
 
     Every method runs in its own transaction. Close the store (or use ``with``) to release
     the connection pool.
@@ -126,8 +130,9 @@ class Store:
         counter: TokenCounterLike | None = None,
         create_tables: bool = False,
         engine_options: Mapping[str, Any] | None = None,
+        keep_rows: int = DEFAULT_MAX_ROWS,
     ) -> None:
-        self._base = StoreBase(url, model=model, counter=counter)
+        self._base = StoreBase(url, model=model, counter=counter, keep_rows=keep_rows)
         self.url = self._base.url
         ensure_sqlite_dir(self.url)
         self.engine: Engine = make_sync_engine(self.url, engine_options)
@@ -228,6 +233,7 @@ class Store:
     def delete_thread(self, thread_id: str) -> None:
         """Delete a thread with its messages and summaries (its forks keep their history)."""
         self._run(_sql.delete_thread(thread_id), write=True, core=True)
+        self._base.recent.forget(thread_id)
 
     def fork(
         self,

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from attrs import field, frozen
 
+from convkit.context._fit import TRUSTED_ENTRIES
 from convkit.context._values import Summary
 from convkit.errors import StoreValueError
 from convkit.messages import Message, Usage
@@ -139,6 +140,11 @@ class StoredMessage:
     def to_openai(self) -> dict[str, Any]:
         """Return the wire-format dict of the message (what goes into a request)."""
         return self.message.to_openai()
+
+
+# Built only from checked values (appends) or trusted rows (reads): policies convert it to
+# Counted without re-checking its attributes.
+TRUSTED_ENTRIES.add(StoredMessage)
 
 
 @frozen(kw_only=True)

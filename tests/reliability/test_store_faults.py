@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL, make_url
 
 from convkit import SchemaVersionError, StoreError, TrimOldest, count_tokens
 from convkit.context import counting_key
-from convkit.store import AsyncStore, Store, schema_revision, upgrade
+from convkit.store import HEAD_REVISION, AsyncStore, Store, schema_revision, upgrade
 from convkit.store._engine import WRITE, display_url
 from convkit.tokens import TokenCounter
 
@@ -199,7 +199,7 @@ async def test_newer_schema_is_a_schema_version_error_everywhere(empty_url: URL)
     with pytest.raises(SchemaVersionError, match="unknown to this convkit"):
         async with AsyncStore(empty_url, create_tables=True):
             pass
-    _stamp(empty_url, "0004")
+    _stamp(empty_url, HEAD_REVISION)
     with Store(empty_url) as store:
         _stamp(empty_url, "9999")
         with pytest.raises(SchemaVersionError, match="unknown to this convkit"):

@@ -1,0 +1,108 @@
+"""The newest rows of recently read threads, kept so the next window fetches only what is new.
+
+A chat server reads a thread's window once per turn, and between two turns the window moves by
+a message or two. Building a row into a :class:`~convkit.store.StoredMessage` (decoding its
+JSON, rebuilding the message) costs more than the database read itself, so rebuilding the same
+hundred rows every turn is most of a store-backed turn. :class:`RecentRows` keeps, per thread,
+the run of rows the last window walked (newest first); the next window of that thread reads
+the thread row, fetches the rows appended since, and walks the kept ones before reading any
+older row from the database.
+
+Why the kept rows are still right: messages are append-only (no operation updates or deletes a
+row of a live thread), so a row ``(thread_id, seq)`` never changes while the thread row that
+owns it lives. A thread deleted and created again under the same id, or imported, gets a new
+``incarnation`` (revision 0005); rows kept for another incarnation, or for a thread with none,
+are never used. Appends from other processes are seen (the thread row's ``last_seq`` says how
+far to fetch), as are appends through any other store object.
+
+Bounded: at most ``max_rows`` rows in all, over the most recently read threads (least recently
+read dropped first); a window longer than ``max_rows // 4`` rows is not kept. Safe to share
+between threads (each entry is immutable once made; the index is locked).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from convkit.store._values import StoredMessage
+
+__all__ = ["DEFAULT_MAX_ROWS", "Kept", "RecentRows"]
+
+#: Rows kept by default, over all threads (a row is a few hundred bytes to a few kilobytes).
+DEFAULT_MAX_ROWS = 20_000
+
+
+class Kept:
+    """The newest rows of one thread as a window walk read them: contiguous seqs, newest first."""
+
+    __slots__ = ("incarnation", "newest", "top")
+
+    def __init__(self, incarnation: str, newest: Sequence[StoredMessage]) -> None:
+        self.incarnation = incarnation
+        self.newest = tuple(newest)
+        #: The seq of the newest row kept.
+        self.top = self.newest[0].seq
+
+    @property
+    def bottom(self) -> int:
+        """The seq of the oldest row kept."""
+        return self.newest[-1].seq
+
+
+class RecentRows:
+    """Per-thread runs of newest rows, least recently read dropped first (see the module)."""
+
+    def __init__(self, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+        self.max_rows = max_rows
+        self._kept: OrderedDict[str, Kept] = OrderedDict()
+        self._rows = 0
+        self._lock = threading.Lock()
+
+    def get(self, thread_id: str, incarnation: str | None) -> Kept | None:
+        """What is kept for this incarnation of the thread, or None."""
+        if incarnation is None or not self.max_rows:
+            return None
+        with self._lock:
+            kept = self._kept.get(thread_id)
+            if kept is None:
+                return None
+            if kept.incarnation != incarnation:  # deleted and created again, or imported
+                self._drop(thread_id)
+                return None
+            self._kept.move_to_end(thread_id)
+            return kept
+
+    def put(self, thread_id: str, incarnation: str | None, newest: Sequence[StoredMessage]) -> None:
+        """Keep ``newest`` (rows newest first, contiguous seqs) for the thread, if small enough."""
+        if incarnation is None or not newest or len(newest) > self.max_rows // 4:
+            self.forget(thread_id)
+            return
+        kept = Kept(incarnation, newest)
+        with self._lock:
+            self._drop(thread_id)
+            self._kept[thread_id] = kept
+            self._rows += len(kept.newest)
+            while self._rows > self.max_rows and self._kept:
+                self._drop(next(iter(self._kept)))
+
+    def forget(self, thread_id: str) -> None:
+        """Drop what is kept for the thread (it was deleted)."""
+        with self._lock:
+            self._drop(thread_id)
+
+    def clear(self) -> None:
+        """Drop everything."""
+        with self._lock:
+            self._kept.clear()
+            self._rows = 0
+
+    def __len__(self) -> int:
+        """How many rows are kept, over all threads."""
+        return self._rows
+
+    def _drop(self, thread_id: str) -> None:
+        kept = self._kept.pop(thread_id, None)
+        if kept is not None:
+            self._rows -= len(kept.newest)

@@ -1,0 +1,215 @@
+"""Kept window rows (convkit.store._recent): the next window fetches only what is new, and is
+always exactly the window a store keeping nothing reads, whatever happened to the thread."""
+
+from __future__ import annotations
+
+import io
+import random
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL
+
+from convkit import Message, ToolCall
+from convkit.errors import StoreValueError
+from convkit.store import AsyncStore, Store, StoredMessage
+from convkit.store._engine import run_upgrade
+from convkit.tokens import TokenCounter
+
+
+def _message(rng: random.Random, i: int) -> Message:
+    kind = rng.random()
+    if kind < 0.35:
+        return Message.user(f"question {i} " + "word " * rng.randint(0, 40))
+    if kind < 0.45:
+        return Message.assistant(tool_calls=[ToolCall(id=f"c{i}", name="look", arguments="{}")])
+    if kind < 0.55:
+        return Message.tool(f"result {i}", tool_call_id=f"c{i - 1}")
+    return Message.assistant(f"answer {i} " + "word " * rng.randint(0, 60))
+
+
+def turns(prefix: str, n: int) -> list[Message]:
+    """``n`` messages, user and assistant in turn."""
+    return [
+        Message.user(f"{prefix} {i}") if i % 2 == 0 else Message.assistant(f"{prefix} {i}")
+        for i in range(n)
+    ]
+
+
+def said(*texts: str) -> list[Message]:
+    """User and assistant messages in turn, with these texts."""
+    return [
+        Message.user(t) if i % 2 == 0 else Message.assistant(t) for i, t in enumerate(texts)
+    ]
+
+
+def _shape(window: list[StoredMessage]) -> list[tuple[int, int, str, str | None]]:
+    return [(m.seq, m.tokens, m.status, m.message.text) for m in window]
+
+
+def _spy(store: Store | AsyncStore) -> list[int]:
+    """The seqs of the rows built from the database from now on (kept rows are not)."""
+    built: list[int] = []
+    original = store._base._recount
+
+    def recount(stored: StoredMessage) -> StoredMessage:
+        built.append(stored.seq)
+        return original(stored)
+
+    store._base._recount = recount  # type: ignore[method-assign]
+    return built
+
+
+def test_the_next_window_builds_only_the_new_rows(store_url: URL, counter: TokenCounter) -> None:
+    with Store(store_url, counter=counter) as store:
+        tid = store.create_thread().id
+        store.append_many(tid, turns("message", 2000))
+        first = store.window(tid, 800)
+        built = _spy(store)
+        store.append(tid, Message.user("one more"))
+        second = store.window(tid, 800)
+        assert built == [2001]  # one row from the database, the rest kept
+        with Store(store_url, counter=counter, keep_rows=0) as fresh:
+            assert _shape(second) == _shape(fresh.window(tid, 800))
+        assert second[-1].seq == 2001 and first[-1].seq == 2000
+        assert len(store._base.recent) >= len(second)
+
+
+def test_windows_equal_a_store_keeping_nothing_through_a_random_history(
+    store_url: URL, counter: TokenCounter
+) -> None:
+    rng = random.Random(7)
+    with (
+        Store(store_url, counter=counter) as kept,
+        Store(store_url, counter=counter, keep_rows=0) as plain,
+        Store(store_url, counter=counter) as other,  # another process appending
+    ):
+        tid = kept.create_thread().id
+        n = 0
+        for step in range(300):
+            writer = other if rng.random() < 0.3 else kept
+            for _ in range(rng.choice((1, 1, 2, 5, 40))):
+                n += 1
+                status = "incomplete" if rng.random() < 0.05 else "complete"
+                writer.append(tid, _message(rng, n), status=status)
+            budget = rng.choice((0, 30, 200, 600, 2000, 20_000))
+            after = rng.choice((None, None, None, max(0, n - rng.randint(1, 50))))
+            incomplete = rng.random() < 0.8
+            got = kept.window(tid, budget, after_seq=after, include_incomplete=incomplete)
+            want = plain.window(tid, budget, after_seq=after, include_incomplete=incomplete)
+            assert _shape(got) == _shape(want), (step, budget, after)
+
+
+def test_a_thread_deleted_and_created_again_is_read_afresh(
+    store_url: URL, counter: TokenCounter
+) -> None:
+    with Store(store_url, counter=counter) as store, Store(store_url, counter=counter) as other:
+        store.create_thread(thread_id="t1")
+        store.append_many("t1", said("first life 1", "first life 2", "first life 3"))
+        assert [m.message.text for m in store.window("t1", 1000)][-1] == "first life 3"
+        other.delete_thread("t1")  # elsewhere: this store is not told
+        other.create_thread(thread_id="t1")
+        other.append_many("t1", said("second life 1", "second life 2", "second life 3", "4"))
+        texts = [m.message.text for m in store.window("t1", 1000)]
+        assert texts == ["second life 1", "second life 2", "second life 3", "4"]
+
+
+def test_an_edited_export_imported_under_the_same_id_is_read_afresh(
+    store_url: URL, counter: TokenCounter
+) -> None:
+    # Same id, same message timestamps, same last_seq: the incarnation tells the two apart.
+    with Store(store_url, counter=counter) as store, Store(store_url, counter=counter) as other:
+        thread = store.create_thread()
+        store.append_many(thread.id, said("my card is 4111 1111 1111 1111", "noted"))
+        assert store.window(thread.id, 1000)[0].message.text.startswith("my card")
+        out = io.StringIO()
+        other.export_thread(thread.id, out)
+        edited = out.getvalue().replace("4111 1111 1111 1111", "[removed]")
+        other.delete_thread(thread.id)
+        other.import_thread(edited, thread_id=thread.id)
+        texts = [m.message.text for m in store.window(thread.id, 1000)]
+        assert texts == ["my card is [removed]", "noted"]
+
+
+def test_a_fork_and_its_parent_keep_their_own_rows(store_url: URL, counter: TokenCounter) -> None:
+    with Store(store_url, counter=counter) as store:
+        parent = store.create_thread()
+        store.append_many(parent.id, turns("shared", 10))
+        fork = store.fork(parent.id, at_seq=6)
+        assert [m.seq for m in store.window(fork.id, 10_000)] == list(range(1, 7))
+        store.append(parent.id, Message.user("parent only"))
+        store.append(fork.id, Message.user("fork only"))
+        assert store.window(fork.id, 10_000)[-1].message.text == "fork only"
+        assert [m.seq for m in store.window(fork.id, 10_000)] == list(range(1, 8))
+        assert store.window(parent.id, 10_000)[-1].message.text == "parent only"
+        store.delete_thread(parent.id)  # the fork gets its shared history copied
+        assert [m.message.text for m in store.window(fork.id, 10_000)][-2:] == [
+            "shared 5",
+            "fork only",
+        ]
+
+
+def test_what_is_kept_is_bounded(store_url: URL, counter: TokenCounter) -> None:
+    with Store(store_url, counter=counter, keep_rows=400) as store:
+        tids = [store.create_thread().id for _ in range(6)]
+        for tid in tids:
+            store.append_many(tid, turns("m", 300))
+            store.window(tid, 600)  # about 80 rows each
+            assert len(store._base.recent) <= 400
+        built = _spy(store)
+        store.window(tids[-1], 600)  # the most recent thread is still kept
+        assert built == []
+        store.window(tids[0], 600)  # the oldest was dropped: read again
+        assert built
+        store.append_many(tids[0], turns("long", 300))
+        store.window(tids[0], 100_000)  # 600 rows: more than a quarter of the bound
+        assert len(store._base.recent) <= 400
+    with Store(store_url, counter=counter, keep_rows=0) as nothing:
+        nothing.window(tids[0], 600)
+        assert len(nothing._base.recent) == 0
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "many", True])
+def test_keep_rows_is_checked(store_url: URL, bad: Any) -> None:
+    with pytest.raises(StoreValueError, match="keep_rows"):
+        Store(store_url, keep_rows=bad)
+    with pytest.raises(StoreValueError, match="keep_rows"):
+        AsyncStore(store_url, keep_rows=bad)
+
+
+@pytest.mark.anyio
+async def test_async_store_keeps_rows_too(store_url: URL, counter: TokenCounter) -> None:
+    async with AsyncStore(store_url, counter=counter) as store:
+        tid = (await store.create_thread()).id
+        await store.append_many(tid, turns("message", 500))
+        await store.window(tid, 600)
+        built = _spy(store)
+        await store.append(tid, Message.user("new"))
+        window = await store.window(tid, 600)
+        assert built == [501] and window[-1].message.text == "new"
+        await store.delete_thread(tid)
+        assert len(store._base.recent) == 0
+
+
+def test_revision_0005_gives_existing_threads_an_incarnation(empty_url: URL) -> None:
+    engine = create_engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            run_upgrade(conn, "0004")
+            for tid in ("a", "b"):
+                conn.execute(
+                    text(
+                        "INSERT INTO convkit_threads (id, metadata, created_at, updated_at, "
+                        "last_seq) VALUES (:id, '{}', :now, :now, 0)"
+                    ),
+                    {"id": tid, "now": "2026-12-01 00:00:00"},
+                )
+        with engine.begin() as conn:
+            run_upgrade(conn)
+            rows = conn.execute(text("SELECT incarnation FROM convkit_threads")).all()
+    finally:
+        engine.dispose()
+    marks = [r[0] for r in rows]
+    assert all(isinstance(m, str) and len(m) == 32 for m in marks)
+    assert len(set(marks)) == 2
