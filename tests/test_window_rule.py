@@ -68,6 +68,12 @@ def _statuses(draw: st.DrawFn, messages: list[dict[str, Any]]) -> list[str]:
 @st.composite
 def threads(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[str], int]:
     convo = [m for m in draw(conversations()) if m["role"] not in ("system", "developer")]
+    # Sometimes a system prompt (and a developer message) stored as the thread's first rows.
+    lead = draw(st.integers(0, 2))
+    convo = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "developer", "content": "Answer in French."},
+    ][:lead] + convo
     return convo, _statuses(draw, convo), draw(st.integers(0, 3000))
 
 
@@ -81,39 +87,51 @@ def test_store_and_policy_choose_the_same_window(
     stored = store.append_many(
         thread.id, [NewMessage(message=m, status=s) for m, s in zip(convo, statuses, strict=True)]  # type: ignore[arg-type]
     )
-    from_store = store.window(thread.id, budget)
+    from_store = chosen = store.window(thread.id, budget)
+    whole, full_budget = stored, budget
 
-    # 1. the store's read + select equals the rule applied to the whole thread in memory
-    tail = Tail(budget, recount=store.counter.count_message)
+    # 1. the store's read + select equals the rule applied to the whole thread in memory:
+    #    the leading system rows first, then the rule over the rest with what budget is left
+    lead = 0
+    while lead < len(stored) and stored[lead].message.role in ("system", "developer"):
+        lead += 1
+    prefix, stored = stored[:lead], stored[lead:]
+    assert list(from_store[:lead]) == prefix
+    from_store = from_store[lead:]
+    budget -= sum(m.tokens for m in prefix)
+    tail = Tail(max(0, budget), recount=store.counter.count_message)
     for entry in reversed(stored):
         if not tail.take(entry):
-            if tail.needs_anchor and any(e.message.role == "user" for e in stored[: entry.seq - 1]):
+            older = stored[: entry.seq - 1 - lead]
+            if tail.needs_anchor and any(e.message.role == "user" for e in older):
                 tail.anchor_exists()
                 assert tail.take(entry)
                 continue
             break
-    in_memory = select(tail.entries, budget, recount=store.counter.count_message, over_budget="keep")
+    in_memory = select(
+        tail.entries, max(0, budget), recount=store.counter.count_message, over_budget="keep"
+    )
     assert [m.seq for m in from_store] == [e.seq for e in in_memory.kept]
     assert [m.message for m in from_store] == [e.message for e in in_memory.kept]
 
     # 2. ... and equals what a policy fits from the whole thread (its budget: the same history
-    #    room plus the reply priming it accounts for)
+    #    room plus the reply priming it accounts for; the leading rows are its prefix too)
     has_user = any(m["role"] == "user" for m in convo)
-    policy = TrimOldest(MODEL, max_prompt_tokens=budget + 3)
+    policy = TrimOldest(MODEL, max_prompt_tokens=full_budget + 3)
     try:
-        window = policy.fit(stored)
+        window = policy.fit(whole)
     except ContextOverflowError:
-        # only when the newest turn alone is over budget: the store still hands it over
-        assert has_user
-        assert sum(m.tokens for m in from_store) > budget
+        # only when the prefix and the newest turn are over budget: the store still hands
+        # them over
+        assert sum(m.tokens for m in chosen) > full_budget
     else:
-        assert list(window.messages) == [m.message for m in from_store]
-        assert window.prompt_tokens == 3 + sum(m.tokens for m in from_store)
-        assert window.prompt_tokens <= budget + 3
+        assert list(window.messages) == [m.message for m in chosen]
+        assert window.prompt_tokens == 3 + sum(m.tokens for m in chosen)
+        assert window.prompt_tokens <= full_budget + 3
         # 3. ... and fitting the store's window (handed to select without a walk) gives the
         #    same window as fitting the whole thread, and as fitting a plain copy of it
-        assert type(from_store) is Chosen
-        for rows in (from_store, list(from_store)):
+        assert type(chosen) is Chosen
+        for rows in (chosen, list(chosen)):
             again = policy.fit(rows)
             assert again.messages == window.messages
             assert again.prompt_tokens == window.prompt_tokens

@@ -37,11 +37,18 @@ DEFAULT_MAX_ROWS = 20_000
 class Kept:
     """The newest rows of one thread as a window walk read them: contiguous seqs, newest first."""
 
-    __slots__ = ("incarnation", "newest", "top")
+    __slots__ = ("incarnation", "lead", "newest", "top")
 
-    def __init__(self, incarnation: str, newest: Sequence[StoredMessage]) -> None:
+    def __init__(
+        self,
+        incarnation: str,
+        newest: Sequence[StoredMessage],
+        lead: Sequence[StoredMessage] = (),
+    ) -> None:
         self.incarnation = incarnation
         self.newest = tuple(newest)
+        #: The thread's leading system / developer rows (its prefix), oldest first.
+        self.lead = tuple(lead)
         #: The seq of the newest row kept.
         self.top = self.newest[0].seq
 
@@ -74,16 +81,24 @@ class RecentRows:
             self._kept.move_to_end(thread_id)
             return kept
 
-    def put(self, thread_id: str, incarnation: str | None, newest: Sequence[StoredMessage]) -> None:
-        """Keep ``newest`` (rows newest first, contiguous seqs) for the thread, if small enough."""
-        if incarnation is None or not newest or len(newest) > self.max_rows // 4:
+    def put(
+        self,
+        thread_id: str,
+        incarnation: str | None,
+        newest: Sequence[StoredMessage],
+        lead: Sequence[StoredMessage] = (),
+    ) -> None:
+        """Keep ``newest`` (rows newest first, contiguous seqs) and the thread's leading
+        system rows ``lead`` for the thread, if small enough."""
+        size = len(newest) + len(lead)
+        if incarnation is None or not newest or size > self.max_rows // 4:
             self.forget(thread_id)
             return
-        kept = Kept(incarnation, newest)
+        kept = Kept(incarnation, newest, lead)
         with self._lock:
             self._drop(thread_id)
             self._kept[thread_id] = kept
-            self._rows += len(kept.newest)
+            self._rows += size
             while self._rows > self.max_rows and self._kept:
                 self._drop(next(iter(self._kept)))
 
@@ -105,4 +120,4 @@ class RecentRows:
     def _drop(self, thread_id: str) -> None:
         kept = self._kept.pop(thread_id, None)
         if kept is not None:
-            self._rows -= len(kept.newest)
+            self._rows -= len(kept.newest) + len(kept.lead)

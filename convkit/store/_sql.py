@@ -583,6 +583,33 @@ def _newest_user_seq(
 
 #: Rows appended since a kept run was read, beyond which the window is read afresh.
 _MAX_NEW = 512
+#: The roles of a thread's leading rows that are its prefix, not history (as for a policy).
+_PREFIX_ROLES = frozenset({"system", "developer"})
+_LEAD_PAGE = 8
+
+
+def _leading_rows(
+    thread_id: str,
+    segments: Sequence[Segment],
+    recount: Callable[[StoredMessage], StoredMessage],
+) -> Op[list[StoredMessage]]:
+    """The lineage's first rows while they are ``system`` / ``developer``: the thread's prefix.
+
+    Read oldest-first in small pages (one page for a thread with a system prompt or none).
+    """
+    lead: list[StoredMessage] = []
+    for segment in reversed(segments):  # the oldest segment first
+        low = max(segment.floor, lead[-1].seq if lead else 0)
+        while segment.cap is None or low < segment.cap:
+            page = (yield _page(segment, below=None, above=low, limit=_LEAD_PAGE, desc=False)).all()
+            for stored in messages_from_rows(page, thread_id):
+                if stored.message.role not in _PREFIX_ROLES:
+                    return lead
+                lead.append(recount(stored))
+            if len(page) < _LEAD_PAGE:
+                break
+            low = lead[-1].seq
+    return lead
 
 
 def window(
@@ -609,6 +636,19 @@ def window(
     if the window reaches below them (:mod:`convkit.store._recent` says why they are right).
     """
     row, segments = yield from lineage(thread_id)
+    kept = None if recent is None else recent.get(thread_id, row.incarnation)
+    if kept is not None and not (kept.top <= row.last_seq <= kept.top + _MAX_NEW):
+        kept = None
+    # The thread's leading system / developer rows are its prefix: always in the window,
+    # first, their tokens taken from the budget (a policy keeps them the same way).
+    lead = (
+        list(kept.lead)
+        if kept is not None
+        else (yield from _leading_rows(thread_id, segments, recount))
+    )
+    if lead:
+        budget = max(0, budget - sum(m.tokens for m in lead))
+        after_seq = max(after_seq, lead[-1].seq)
     tail = _groups.Tail(budget, include_incomplete=include_incomplete, recount=count)
     walked: list[StoredMessage] = []  # every row fed to the tail, newest first, contiguous
     pending: list[StoredMessage] = []
@@ -623,9 +663,6 @@ def window(
     def visit(r: Row[Any], payload: Any) -> bool:
         return feed(recount(message_from_row(r, thread_id, payload)))
 
-    kept = None if recent is None else recent.get(thread_id, row.incarnation)
-    if kept is not None and not (kept.top <= row.last_seq <= kept.top + _MAX_NEW):
-        kept = None
     if kept is None:
         yield from walk_newest_first(segments, visit, after_seq=after_seq)
     else:
@@ -661,7 +698,7 @@ def window(
                 first_page=last_seq - anchor + 1,
             )
     if recent is not None:
-        recent.put(thread_id, row.incarnation, walked)
+        recent.put(thread_id, row.incarnation, walked, lead)
     chosen = _groups.select(
         tail.entries,
         budget,
@@ -669,7 +706,7 @@ def window(
         include_incomplete=include_incomplete,
         over_budget="keep",
     )
-    return _groups.Chosen(chosen.kept)  # a policy fits these without walking them again
+    return _groups.Chosen([*lead, *chosen.kept])  # a policy fits these without walking again
 
 
 def export_lines(thread_id: str, emit: Callable[[str], None]) -> Op[None]:

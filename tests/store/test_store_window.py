@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from convkit import Message, ToolCall
+from convkit import Message, ToolCall, TrimOldest
 from convkit.context._groups import Tail, select
 from convkit.store import NewMessage, Store, StoredMessage
 
@@ -54,9 +54,7 @@ def fit(history: list[StoredMessage], budget: int, **kw: Any) -> list[int]:
             assert tail.take(m)
             continue
         break
-    chosen = select(
-        tail.entries, budget, include_incomplete=include_incomplete, over_budget="keep"
-    )
+    chosen = select(tail.entries, budget, include_incomplete=include_incomplete, over_budget="keep")
     return [m.seq for m in chosen.kept]
 
 
@@ -165,8 +163,18 @@ def test_store_window_matches_the_builder(store: Store) -> None:
 
 def _bounded_newest_first(statement: str) -> bool:
     # A page is a seq range (no LIMIT for a planner to misjudge); a point lookup has LIMIT 1.
-    return "ORDER BY convkit_messages.seq DESC" in statement and (
-        "convkit_messages.seq >" in statement or "LIMIT" in statement
+    # The one oldest-first read is the thread's first rows, looking for its system prompt.
+    if "ORDER BY convkit_messages.seq DESC" not in statement:
+        return _leading_read(statement)
+    return "convkit_messages.seq >" in statement or "LIMIT" in statement
+
+
+def _leading_read(statement: str) -> bool:
+    return (
+        "ORDER BY convkit_messages.seq" in statement
+        and "DESC" not in statement
+        and "convkit_messages.seq >" in statement
+        and "convkit_messages.seq <=" in statement
     )
 
 
@@ -184,7 +192,8 @@ def test_window_reads_a_bounded_number_of_rows(store: Store) -> None:
     assert 40 <= len(window) <= 50
     assert statements, "window() must read messages"
     assert all(_bounded_newest_first(s) for s in statements)
-    assert len(statements) <= 2  # 64 rows, then 128: never the 3000
+    assert _leading_read(statements[0])  # the first rows: is there a system prompt?
+    assert len(statements) <= 3  # then 64 rows, then 128: never the 3000
     statements.clear()
     messages_reads: list[str] = []
 
@@ -291,9 +300,42 @@ def test_thread_without_user_message_keeps_what_fits(store: Store) -> None:
             NewMessage(message=Message.assistant("b"), tokens=10),
         ],
     )
-    assert _seqs(store.window(thread.id, 30)) == [1, 2, 3]
-    assert _seqs(store.window(thread.id, 25)) == []
-    assert store.window(thread.id, 0) == []
+    # The leading system row is the prefix, always returned; with no user message, assistant
+    # rows cannot start what follows it (as a policy fitting the thread decides).
+    for budget in (30, 25, 0):
+        assert _seqs(store.window(thread.id, budget)) == [1]
+    store.append(thread.id, Message.user("q"), tokens=10)
+    assert _seqs(store.window(thread.id, 30)) == [1, 4]
+
+
+def test_the_leading_system_rows_are_always_in_the_window(store: Store) -> None:
+    thread = store.create_thread()
+    store.append_many(
+        thread.id,
+        [
+            NewMessage(message=Message.system("rules"), tokens=10),
+            NewMessage(message=Message.developer("more rules"), tokens=10),
+            *[
+                NewMessage(
+                    message=Message.user(f"q{i}") if i % 2 == 0 else Message.assistant(f"a{i}"),
+                    tokens=10,
+                )
+                for i in range(3000)
+            ],
+        ],
+    )
+    statements = _message_statements(store)
+    window = store.window(thread.id, 120)
+    assert _seqs(window)[:2] == [1, 2] and len(window) == 12  # 20 for the prefix, 100 after
+    assert window[2].message.role == "user" and window[-1].seq == 3002
+    assert all(_bounded_newest_first(s) for s in statements)  # never the whole thread
+    # A policy fitting the window keeps the same prefix and history as fitting the thread.
+    policy = TrimOldest("gpt-4o", max_prompt_tokens=123, counter=store.counter)
+    whole = policy.fit(store.messages(thread.id))
+    assert policy.fit(window).messages == whole.messages
+    assert whole.messages[0].text == "rules" and whole.messages[1].text == "more rules"
+    # Covered by a summary or not, they stay: they are the prefix, not history to fold.
+    assert _seqs(store.window(thread.id, 120, after_seq=2990))[:2] == [1, 2]
 
 
 def _message_statements(store: Store) -> list[str]:
@@ -317,8 +359,9 @@ def test_long_newest_turn_reads_only_the_window(store: Store) -> None:
     window = store.window(thread.id, 100)
     assert _seqs(window) == list(range(501, 2002))
     assert all(_bounded_newest_first(s) for s in statements)
-    # the first page, the query for the newest user message, one page down to it
-    assert len(statements) == 3
+    # the first rows (no system prompt), the first page, the query for the newest user
+    # message, one page down to it
+    assert len(statements) == 4
     statements.clear()
     read: list[int] = []
     original = store._base._recount
@@ -340,8 +383,9 @@ def test_no_user_message_in_a_long_thread_reads_one_page(store: Store) -> None:
     )
     statements = _message_statements(store)
     assert store.window(thread.id, 100) == []
-    assert len(statements) == 2  # one page of 64 rows, then the query for a user message
-    assert "LIMIT" in statements[1] and "role" in statements[1]
+    # the first rows, one page of 64 rows, then the query for a user message
+    assert len(statements) == 3
+    assert "LIMIT" in statements[2] and "role" in statements[2]
 
 
 def test_newest_turn_spanning_a_fork(store: Store) -> None:
