@@ -13,7 +13,9 @@ Each round runs the whole stream; the figure is the median of the rounds, per ch
 
 Run from the repository root::
 
-    .venv/bin/python plugins/convkit-redact/bench_redact.py [--chunks 20000] [--rounds 7]
+    .venv/bin/python benchmarks/bench_redact.py [--chunks 20000] [--rounds 7]
+
+(the test environment of the README, which installs convkit-redact).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import platform
 import statistics
 import time
 
+from convkit_redact import Restorer
+
 from convkit.chat import ChatChunk
 from convkit.plugins import StreamPipeline
 from convkit.testing.plugins import text_chunks
-
-from convkit_redact import Restorer
 
 ORIGINALS = {f"[EMAIL_{i}]": f"user{i}@example.org" for i in range(1, 51)}
 
