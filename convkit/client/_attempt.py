@@ -63,8 +63,9 @@ class Send:
 
     content: bytes
     stream: bool
-    #: The longest the whole answer may take (``Timeouts.answer_seconds``), or None. The async
-    #: shell also bounds the wait for the headers by it; a blocking wait cannot be cut short.
+    #: The longest the whole answer may take (``Timeouts.answer_seconds``), or None. Both
+    #: shells also bound the wait for the headers by it: the async one with a cancel scope, the
+    #: sync one by the timeouts its reads are given (``convkit.client._deadline``).
     seconds: float | None = None
 
 

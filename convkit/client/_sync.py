@@ -25,6 +25,7 @@ from convkit.client._attempt import (
 from convkit.client._attempt import drive as _drive
 from convkit.client._base import BaseChatClient
 from convkit.client._config import ResponseLimits, Timeouts, default_ssl_context
+from convkit.client._deadline import bounded_client, reads_until
 from convkit.client._drain import drain, log_undrained
 from convkit.client._stream import BaseStream
 from convkit.errors import TransportError
@@ -78,7 +79,7 @@ class ChatClient(BaseChatClient):
         )
         self._owns_http = http_client is None
         self._http = (
-            http_client if http_client is not None else httpx.Client(verify=default_ssl_context())
+            http_client if http_client is not None else bounded_client(verify=default_ssl_context())
         )
         self._sleep: Callable[[float], None] = time.sleep
 
@@ -149,7 +150,12 @@ class ChatClient(BaseChatClient):
             http = self._http
             request = self._wire.build(http, effect.content, stream=effect.stream)
             at = time.monotonic()
-            return Sent(http.send(request, stream=True), at)
+            if effect.seconds is None:
+                return Sent(http.send(request, stream=True), at)
+            # A blocking read cannot be cut short: this thread's reads of the headers are
+            # given a timeout no later than the deadline (convkit.client._deadline).
+            with reads_until(at + effect.seconds):
+                return Sent(http.send(request, stream=True), at)
         if isinstance(effect, ReadBody):
             response = effect.response
             body = BodyRead(effect, self._wire.errors)

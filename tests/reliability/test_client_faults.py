@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 import traceback
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from convkit._retry import Backoff, retry_after_seconds
@@ -465,14 +467,27 @@ def test_a_slow_drip_of_a_whole_answer_is_bounded_by_read(
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-def test_a_slow_drip_of_headers_is_bounded_in_async_code(
-    stream: bool, server: FakeChatServer
-) -> None:
-    # (A blocking read cannot be cut short: the sync client bounds each read of the headers.)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_slow_drip_of_headers_is_bounded(mode: str, stream: bool, server: FakeChatServer) -> None:
+    # Each piece comes well within the read timeout; the whole wait is what is bounded (async:
+    # a cancel scope; sync: its reads are given a timeout no later than the deadline).
     head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%d: y\r\n" % i for i in range(100))
-    drip = [head[i : i + 4] for i in range(0, len(head), 4)]
+    drip = [head[i : i + 4] for i in range(0, len(head), 4)]  # ~330 pieces, ~3.3 s in all
     server.enqueue(*[Reply.raw_http(drip, piece_delay=0.01)] * 3)
     timeout = Timeouts(read=0.3, total=0.3)
-    out = run_call("async", server, stream=stream, max_retries=2, timeout=timeout)
+    started = time.monotonic()
+    out = run_call(mode, server, stream=stream, max_retries=2, timeout=timeout)
     assert isinstance(out.error, APITimeoutError)
     assert len(server.requests) == 1
+    assert time.monotonic() - started < 2.5  # gave up near 0.3 s, not at the drip's end
+
+
+def test_the_header_deadline_is_only_on_convkits_own_http_client() -> None:
+    from convkit.client._deadline import installed
+
+    with ChatClient(base_url="http://127.0.0.1:9/v1", api_key="sk-test") as client:
+        assert installed(client._http)
+    with httpx.Client() as own, ChatClient(
+        base_url="http://127.0.0.1:9/v1", api_key="sk-test", http_client=own
+    ) as client:
+        assert not installed(client._http)  # the caller's client keeps its own reads
