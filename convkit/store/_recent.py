@@ -49,6 +49,11 @@ class Kept:
         self.newest = tuple(newest)
         #: The thread's leading system / developer rows (its prefix), oldest first.
         self.lead = tuple(lead)
+        top = self.newest[0].seq
+        if any(m.seq != top - i for i, m in enumerate(self.newest)) or any(
+            m.seq != i for i, m in enumerate(self.lead, start=1)
+        ):
+            raise ValueError("kept rows must be contiguous seqs (newest first; lead from 1)")
         #: The seq of the newest row kept.
         self.top = self.newest[0].seq
 
@@ -94,7 +99,11 @@ class RecentRows:
         if incarnation is None or not newest or size > self.max_rows // 4:
             self.forget(thread_id)
             return
-        kept = Kept(incarnation, newest, lead)
+        try:
+            kept = Kept(incarnation, newest, lead)
+        except ValueError:  # not one lineage's rows (the caller checks; this is the backstop)
+            self.forget(thread_id)
+            return
         with self._lock:
             self._drop(thread_id)
             self._kept[thread_id] = kept

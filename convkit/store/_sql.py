@@ -698,7 +698,21 @@ def window(
                 first_page=last_seq - anchor + 1,
             )
     if recent is not None:
-        recent.put(thread_id, row.incarnation, walked, lead)
+        # Kept only when the rows are what a read of one lineage gives: the walk contiguous from
+        # the thread's newest row, the prefix contiguous from seq 1. (On PostgreSQL each
+        # statement sees the latest commits: an ancestor deleted mid-read moves its rows into
+        # this thread, and this read may miss them; that must not outlive this read.)
+        top = row.last_seq
+        if (
+            walked
+            and walked[0].seq == top
+            and walked[0].seq - walked[-1].seq == len(walked) - 1
+            and all(m.seq == i for i, m in enumerate(lead, start=1))
+            and (not lead or walked[-1].seq > lead[-1].seq)
+        ):
+            recent.put(thread_id, row.incarnation, walked, lead)
+        else:
+            recent.forget(thread_id)
     chosen = _groups.select(
         tail.entries,
         budget,

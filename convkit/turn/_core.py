@@ -34,7 +34,7 @@ from convkit.errors import (
 )
 from convkit.hookspecs import CallContext, OutgoingRequest, RequestDraft
 from convkit.messages import Message, ToolCall, as_message
-from convkit.store._values import StoreValueError, check_metadata
+from convkit.store._values import check_metadata
 from convkit.tokens import TokenCounter, counter_for
 from convkit.turn._content import (
     _check_answer,
@@ -880,7 +880,7 @@ class TurnCore:
                 continue
             try:  # what the store would refuse (not JSON, a credential, too big in all)
                 merged = check_metadata({**metadata, key: value}, "context.reply_metadata")
-            except StoreValueError as exc:
+            except Exception as exc:
                 log.warning("reply metadata %r left out: %s", key, exc)
                 self.plugin_errors.append(
                     PluginError(str(key), "reply_metadata", exc, message=f"{exc}")

@@ -450,18 +450,33 @@ def test_reply_metadata_is_stored_with_the_reply(
     assert reply.plugin_errors == ()
 
 
+class Broken(dict):  # type: ignore[type-arg]
+    """A plugin's buggy value: looking inside it fails."""
+
+    def items(self) -> Any:
+        raise RuntimeError("a bug in the plugin")
+
+    def __iter__(self) -> Any:
+        raise RuntimeError("a bug in the plugin")
+
+
 def test_reply_metadata_the_store_would_refuse_is_left_out_and_reported(
     server: FakeChatServer, store: Store, streaming: bool
 ) -> None:
     server.enqueue(Reply.text("kept"))
-    conv = make(server, store, [Tag(bad={1, 2}, api_key="sk-" + "x" * 24, fine=[1, "a"])])
+    conv = make(
+        server,
+        store,
+        [Tag(bad={1, 2}, api_key="sk-" + "x" * 24, fine=[1, "a"], broken=Broken())],
+    )
     text, reply = turn(conv, "hi", streaming)
     assert text == "kept"
     [*_, answer] = store.messages(conv.thread_id)
     assert answer.message.text == "kept" and answer.status == "complete"
     assert answer.metadata["fine"] == [1, "a"] and "tag" in answer.metadata
     assert "bad" not in answer.metadata and "api_key" not in answer.metadata
-    assert sorted(e.plugin for e in reply.plugin_errors) == ["api_key", "bad"]
+    assert "broken" not in answer.metadata
+    assert sorted(e.plugin for e in reply.plugin_errors) == ["api_key", "bad", "broken"]
     assert all(e.hook == "reply_metadata" for e in reply.plugin_errors)
     assert all("sk-xxxx" not in str(e) for e in reply.plugin_errors)  # the value is not echoed
 
