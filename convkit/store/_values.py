@@ -189,9 +189,13 @@ _SECRET_KEY_SUFFIXES = (
     "authtoken",
     "bearertoken",
     "sessiontoken",
+    "subscriptionkey",  # Azure's Ocp-Apim-Subscription-Key
+    "cookie",  # Cookie, Set-Cookie: session credentials
 )
+# Anywhere in a value ("Authorization: Bearer ...", "key=sk-..."), not only at its start; a
+# key must begin at a word boundary, so "task-..." or "desk-..." are not one.
 _SECRET_VALUE = re.compile(
-    r"""^\s*(?:
+    r"""(?<![A-Za-z0-9])(?:
         (?:sk|rk)[-_][A-Za-z0-9_\-]{16,}      # OpenAI / Anthropic style secret keys
       | (?:gsk|xai|hf)[-_][A-Za-z0-9_\-]{16,}  # Groq, xAI, Hugging Face
       | AIza[0-9A-Za-z_\-]{30,}              # Google API keys
@@ -208,8 +212,8 @@ def looks_like_secret_key(key: str) -> bool:
 
 
 def looks_like_secret_value(value: str) -> bool:
-    """Tell whether a string looks like an API key or a bearer token."""
-    return _SECRET_VALUE.match(value) is not None
+    """Tell whether a string holds something that looks like an API key or a bearer token."""
+    return _SECRET_VALUE.search(value) is not None
 
 
 def check_thread_id(value: object, where: str = "thread_id") -> str:

@@ -39,6 +39,10 @@ BAD_METADATA: list[tuple[Any, str]] = [
     ({"password": "x"}, "credential"),
     ({"note": "sk-proj-abcdefghijklmnopqrstuvwx"}, "API key"),
     ({"list": ["ok", "Bearer abcdef123456789"]}, "API key"),
+    ({"header": "Authorization: Bearer abcdef123456789"}, "API key"),
+    ({"url": "https://x.example/?key=sk-proj-abcdefghijklmnopqrstuvwx"}, "API key"),
+    ({"Cookie": "session=abc"}, "credential"),
+    ({"Ocp-Apim-Subscription-Key": "x"}, "credential"),
     ({"n": 10**5000}, "too many digits"),
 ]
 
@@ -89,6 +93,11 @@ def test_harmless_lookalikes_are_accepted(store: Store) -> None:
         "skip": "sk-short",
         "task": "ask-me",
         "keyboard": "qwerty",
+        "ticket": "task-0123456789abcdefghij",  # "sk-" inside a word is not a key
+        "desk": "the desk-0123456789abcdefghij",
+        "cookies_eaten": 3,  # a name that only contains a credential word
+        "note": "bearer of bad news",
+        "session_id": "chat-42",  # an app's own session id is not a credential
     }
     assert dict(store.create_thread(metadata=meta).metadata) == meta
 
