@@ -8,7 +8,7 @@ from typing import Any, TypeVar, Union, cast
 import attrs
 
 from convkit.context._budget import counting_key, prefix_tokens, prompt_budget, summary_tokens
-from convkit.context._groups import Chosen, Entry, Tail, Unit, _unit, select
+from convkit.context._groups import PREFIX_ROLES, Chosen, Entry, Tail, Unit, _unit, select
 from convkit.context._values import Counted, Summary, Window
 from convkit.errors import SummarizationError
 from convkit.messages import Message, MessageLike, TextPart, as_message
@@ -22,38 +22,16 @@ T = TypeVar("T")
 #: with ``message``, ``tokens`` and ``seq``), :class:`~convkit.Message` or an OpenAI dict.
 HistoryItem = Union[Counted, Entry, Message, Mapping[str, Any]]
 
-
-_PREFIX_ROLES = frozenset({"system", "developer"})
-
-
 #: Entry classes whose instances are trusted to carry a :class:`~convkit.Message`, an ``int``
 #: ``tokens`` and ``seq``, a status and ``counted_with`` (the store registers its
-#: ``StoredMessage``, which it builds from checked rows): converted without the checks.
+#: ``StoredMessage``, which it builds from checked rows): one counted under a policy's rules
+#: is used as it is, without conversion (:meth:`History._raw`).
 TRUSTED_ENTRIES: set[type] = set()
-
-_new = object.__new__
-_c_message, _c_tokens, _c_seq, _c_status = (
-    Counted.__dict__[n].__set__ for n in ("message", "tokens", "seq", "status")
-)
-
-
-def _trusted(it: Any, counter: TokenCounter, key: str) -> Counted:
-    # What Counted(...) makes, without its __init__ (this runs once per history entry a
-    # policy reads from a store's window).
-    message = it.message
-    c: Counted = _new(Counted)
-    _c_message(c, message)
-    _c_tokens(c, it.tokens if it.counted_with == key else counter.count_message(message))
-    _c_seq(c, it.seq)
-    _c_status(c, it.status)
-    return c
 
 
 def _to_counted(it: Any, i: int, counter: TokenCounter, key: str) -> Counted:
     if isinstance(it, Counted):
         return it
-    if type(it) in TRUSTED_ENTRIES:
-        return _trusted(it, counter, key)
     msg = getattr(it, "message", None)
     tokens = getattr(it, "tokens", None)
     seq = getattr(it, "seq", None)
@@ -90,7 +68,7 @@ class History:
         self._key = counting_key(counter)
         self._memo: dict[int, Counted] = {}
         lead = 0
-        while lead < len(items) and self._raw(lead).message.role in _PREFIX_ROLES:
+        while lead < len(items) and self._raw(lead).message.role in PREFIX_ROLES:
             lead += 1
         self._lead = lead
 
@@ -295,7 +273,7 @@ def _exact(
 
 def _split_prefix(msgs: Sequence[Message]) -> int:
     k = 0
-    while k < len(msgs) and msgs[k].role in _PREFIX_ROLES:
+    while k < len(msgs) and msgs[k].role in PREFIX_ROLES:
         k += 1
     return k
 

@@ -36,10 +36,13 @@ import attrs
 from convkit.errors import ContextOverflowError
 from convkit.messages import Message
 
-__all__ = ["Entry", "Selection", "Tail", "Unit", "select", "units_of"]
+__all__ = ["PREFIX_ROLES", "Chosen", "Entry", "Selection", "Tail", "Unit", "select", "units_of"]
 
 _RESULT_ROLES = frozenset({"tool", "function"})
 _NOT_A_START = frozenset({"assistant", "tool", "function"})
+#: The roles of the messages a history begins with that are its prefix, not history to trim:
+#: policies send them first (rule 6), a store's window returns them first.
+PREFIX_ROLES = frozenset({"system", "developer"})
 
 
 class Entry(Protocol):

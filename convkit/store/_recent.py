@@ -35,7 +35,11 @@ DEFAULT_MAX_ROWS = 20_000
 
 
 class Kept:
-    """The newest rows of one thread as a window walk read them: contiguous seqs, newest first."""
+    """The newest rows of one thread as a window walk read them: contiguous seqs, newest first.
+
+    Refuses (``ValueError``) rows that are not one lineage's: ``newest`` must run down from the
+    thread's ``last_seq`` without a gap, ``lead`` up from seq 1, the two apart.
+    """
 
     __slots__ = ("incarnation", "lead", "newest", "top")
 
@@ -44,18 +48,22 @@ class Kept:
         incarnation: str,
         newest: Sequence[StoredMessage],
         lead: Sequence[StoredMessage] = (),
+        *,
+        last_seq: int,
     ) -> None:
         self.incarnation = incarnation
         self.newest = tuple(newest)
         #: The thread's leading system / developer rows (its prefix), oldest first.
         self.lead = tuple(lead)
-        top = self.newest[0].seq
-        if any(m.seq != top - i for i, m in enumerate(self.newest)) or any(
-            m.seq != i for i, m in enumerate(self.lead, start=1)
+        if (
+            not self.newest
+            or any(m.seq != last_seq - i for i, m in enumerate(self.newest))
+            or any(m.seq != i for i, m in enumerate(self.lead, start=1))
+            or (self.lead and self.lead[-1].seq >= self.newest[-1].seq)
         ):
-            raise ValueError("kept rows must be contiguous seqs (newest first; lead from 1)")
-        #: The seq of the newest row kept.
-        self.top = self.newest[0].seq
+            raise ValueError("not one lineage's rows: newest from last_seq down, lead from 1")
+        #: The seq of the newest row kept: the thread's ``last_seq`` when it was read.
+        self.top = last_seq
 
     @property
     def bottom(self) -> int:
@@ -92,16 +100,19 @@ class RecentRows:
         incarnation: str | None,
         newest: Sequence[StoredMessage],
         lead: Sequence[StoredMessage] = (),
+        *,
+        last_seq: int,
     ) -> None:
-        """Keep ``newest`` (rows newest first, contiguous seqs) and the thread's leading
-        system rows ``lead`` for the thread, if small enough."""
+        """Keep ``newest`` (rows newest first, from the thread's ``last_seq`` down) and the
+        thread's leading system rows ``lead``, if small enough and one lineage's rows (else
+        forget what was kept for the thread)."""
         size = len(newest) + len(lead)
-        if incarnation is None or not newest or size > self.max_rows // 4:
+        if incarnation is None or size > self.max_rows // 4:
             self.forget(thread_id)
             return
         try:
-            kept = Kept(incarnation, newest, lead)
-        except ValueError:  # not one lineage's rows (the caller checks; this is the backstop)
+            kept = Kept(incarnation, newest, lead, last_seq=last_seq)
+        except ValueError:  # an empty walk, or a read that raced a change of the lineage
             self.forget(thread_id)
             return
         with self._lock:

@@ -583,8 +583,6 @@ def _newest_user_seq(
 
 #: Rows appended since a kept run was read, beyond which the window is read afresh.
 _MAX_NEW = 512
-#: The roles of a thread's leading rows that are its prefix, not history (as for a policy).
-_PREFIX_ROLES = frozenset({"system", "developer"})
 _LEAD_PAGE = 8
 
 
@@ -603,7 +601,7 @@ def _leading_rows(
         while segment.cap is None or low < segment.cap:
             page = (yield _page(segment, below=None, above=low, limit=_LEAD_PAGE, desc=False)).all()
             for stored in messages_from_rows(page, thread_id):
-                if stored.message.role not in _PREFIX_ROLES:
+                if stored.message.role not in _groups.PREFIX_ROLES:
                     return lead
                 lead.append(recount(stored))
             if len(page) < _LEAD_PAGE:
@@ -698,21 +696,10 @@ def window(
                 first_page=last_seq - anchor + 1,
             )
     if recent is not None:
-        # Kept only when the rows are what a read of one lineage gives: the walk contiguous from
-        # the thread's newest row, the prefix contiguous from seq 1. (On PostgreSQL each
-        # statement sees the latest commits: an ancestor deleted mid-read moves its rows into
-        # this thread, and this read may miss them; that must not outlive this read.)
-        top = row.last_seq
-        if (
-            walked
-            and walked[0].seq == top
-            and walked[0].seq - walked[-1].seq == len(walked) - 1
-            and all(m.seq == i for i, m in enumerate(lead, start=1))
-            and (not lead or walked[-1].seq > lead[-1].seq)
-        ):
-            recent.put(thread_id, row.incarnation, walked, lead)
-        else:
-            recent.forget(thread_id)
+        # Kept only if these are one lineage's rows (RecentRows.put checks): on PostgreSQL each
+        # statement sees the latest commits, and an ancestor deleted mid-read moves its rows
+        # into this thread, which this read may then miss; that must not outlive this read.
+        recent.put(thread_id, row.incarnation, walked, lead, last_seq=row.last_seq)
     chosen = _groups.select(
         tail.entries,
         budget,

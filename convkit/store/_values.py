@@ -142,8 +142,8 @@ class StoredMessage:
         return self.message.to_openai()
 
 
-# Built only from checked values (appends) or trusted rows (reads): policies convert it to
-# Counted without re-checking its attributes.
+# Built only from checked values (appends) or trusted rows (reads): a policy takes one counted
+# under its own rules as it is.
 TRUSTED_ENTRIES.add(StoredMessage)
 
 

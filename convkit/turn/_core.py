@@ -22,6 +22,7 @@ from convkit.context import (
     prompt_budget,
 )
 from convkit.context import Summarize as SummarizePolicy
+from convkit.context._groups import PREFIX_ROLES
 from convkit.errors import (
     ContextLengthExceededError,
     ContextOverflowError,
@@ -456,7 +457,7 @@ class TurnCore:
         history = list(w.messages)
         covered = w.summary.covers_through_seq if w.summary is not None else 0
         prefix = 0  # the system prompt and summary lead the window
-        while prefix < len(history) and history[prefix].role in ("system", "developer"):
+        while prefix < len(history) and history[prefix].role in PREFIX_ROLES:
             prefix += 1
         sent_history = len(history) - prefix
         newest = call.read_newest
