@@ -85,7 +85,8 @@ def test_store_and_policy_choose_the_same_window(
     convo, statuses, budget = case
     thread = store.create_thread()
     stored = store.append_many(
-        thread.id, [NewMessage(message=m, status=s) for m, s in zip(convo, statuses, strict=True)]  # type: ignore[arg-type]
+        thread.id,
+        [NewMessage(message=m, status=s) for m, s in zip(convo, statuses, strict=True)],  # type: ignore[arg-type]
     )
     from_store = chosen = store.window(thread.id, budget)
     whole, full_budget = stored, budget
@@ -186,3 +187,40 @@ def test_the_window_says_when_its_count_is_an_estimate() -> None:
 
     convkit.models.register("convkit-test-estimated", context_window=8_000, max_output_tokens=500)
     assert not TrimOldest("convkit-test-estimated").fit(plain).exact
+
+
+@settings(max_examples=200)
+@given(case=threads(), other=st.integers(0, 3000))
+def test_select_keeps_an_earlier_choice_as_splitting_it_again_would(
+    case: tuple[list[dict[str, Any]], list[str], int], other: int
+) -> None:
+    # ``selected`` (a store's window handed to a policy) skips splitting into units only when
+    # all of it fits; it must choose what the full rule chooses, for any budget, from the whole
+    # choice or from any of its user messages on (a summary's coverage cuts a window there).
+    convo, statuses, budget = case
+    counter = TrimOldest(MODEL).counter
+    history = [
+        Counted(
+            message=Message.from_openai(m), tokens=counter.count_message(m), seq=i + 1, status=s
+        )
+        for i, (m, s) in enumerate(zip(convo, statuses, strict=True))
+        if m["role"] not in ("system", "developer")
+    ]
+    first = list(select(history, budget, recount=counter.count_message, over_budget="keep").kept)
+    starts = [0, *(k for k, e in enumerate(first) if e.message.role == "user")]
+    for k in starts:
+        part = first[k:]
+        for b in (other, budget, sum(e.tokens for e in part), sum(e.tokens for e in part) - 1):
+            for prefix in (0, 7):
+                full = select(
+                    part, b, prefix_tokens=prefix, recount=counter.count_message, over_budget="keep"
+                )
+                fast = select(
+                    part,
+                    b,
+                    prefix_tokens=prefix,
+                    recount=counter.count_message,
+                    over_budget="keep",
+                    selected=True,
+                )
+                assert fast == full

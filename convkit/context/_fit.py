@@ -103,7 +103,10 @@ class History:
         """
         items, lead, raw = self._items, self._lead, self._raw
         if type(items) is Chosen:  # a store's window: bounded, nothing to stop reading early
-            entries = [raw(k) for k in range(lead, len(items))]
+            if items.counted_with is not None and items.counted_with == self._key:
+                entries = items[lead:]  # every entry counted under these rules
+            else:
+                entries = [raw(k) for k in range(lead, len(items))]
             return entries if after_seq is None else [e for e in entries if e.seq > after_seq]
         tail = Tail(room, recount=self._counter.count_message, after_seq=after_seq)
 
@@ -124,6 +127,11 @@ class History:
                 continue
             break
         return tail.entries
+
+    @property
+    def chosen(self) -> bool:
+        """Whether the history is a store's window (chosen by the window rule already)."""
+        return type(self._items) is Chosen
 
     def _user_before(self, i: int, after_seq: int | None) -> bool:
         for k in range(i, -1, -1):
@@ -232,6 +240,7 @@ def build_window(
         recount=counter.count_message,
         over_budget="truncate" if truncate else "raise",
         truncate=truncator(counter),
+        selected=history.chosen,
     )
     return Window(
         messages=(*prefix, *[c.message for c in fit.kept]),

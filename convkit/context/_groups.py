@@ -215,6 +215,7 @@ def select(
     include_incomplete: bool = True,
     over_budget: str = "raise",
     truncate: Truncate | None = None,
+    selected: bool = False,
 ) -> Selection:
     """Apply the whole rule: the newest turn whole, then the newest older units that fit.
 
@@ -228,7 +229,16 @@ def select(
             ``"raise"`` :class:`~convkit.ContextOverflowError`, ``"keep"`` the newest turn
             anyway (the store's read: the policy decides later), or ``"truncate"`` it with
             ``truncate``.
+        selected: ``history`` is what this rule chose before (a :class:`Chosen`, or the part
+            of one from a user message on): whole units, none left out. If all of it fits
+            ``budget``, the rule keeps all of it, so it is kept without splitting it again.
     """
+    if selected and (not history or history[0].message.role == "user"):
+        # Whole units of an earlier choice, from a user message on: units_of would give them
+        # back as they are, and when their sum fits, the rule keeps every one of them.
+        tokens = prefix_tokens + sum([e.tokens for e in history])
+        if tokens <= budget:
+            return Selection(tuple(history), (), tokens, False)
     units, left_out = units_of(history, recount, include_incomplete=include_incomplete)
     last_user = max((k for k, u in enumerate(units) if u.starts_user), default=None)
     first_mandatory = last_user if last_user is not None else len(units)
@@ -271,10 +281,19 @@ class Chosen(list[Any]):
 
     A policy fitting them hands them to :func:`select` as they are, without walking them with
     a :class:`Tail` first: the walk exists to stop reading a long history early, and
-    :func:`select` over any superset of what a walk returns chooses the same window.
+    :func:`select` over any superset of what a walk returns chooses the same window. When
+    they all fit the policy's budget, :func:`select` keeps them without splitting them into
+    units again (its ``selected``).
+
+    ``counted_with`` is the counting key every entry was counted under (the store's): a
+    policy counting under the same key uses the entries as they are, without looking at each.
     """
 
-    __slots__ = ()
+    __slots__ = ("counted_with",)
+
+    def __init__(self, entries: Iterable[Any] = (), counted_with: str | None = None) -> None:
+        super().__init__(entries)
+        self.counted_with = counted_with
 
 
 class Tail:

@@ -417,6 +417,7 @@ class StoreBase:
             recount=self._recount,
             count=self.counter.count_message,
             recent=self.recent,
+            counted_with=self.counting_key,
         )
 
     def _prepare_fork(

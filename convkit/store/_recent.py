@@ -55,10 +55,11 @@ class Kept:
         self.newest = tuple(newest)
         #: The thread's leading system / developer rows (its prefix), oldest first.
         self.lead = tuple(lead)
+        n = len(self.newest)
         if (
-            not self.newest
-            or any(m.seq != last_seq - i for i, m in enumerate(self.newest))
-            or any(m.seq != i for i, m in enumerate(self.lead, start=1))
+            not n
+            or [m.seq for m in self.newest] != list(range(last_seq, last_seq - n, -1))
+            or [m.seq for m in self.lead] != list(range(1, len(self.lead) + 1))
             or (self.lead and self.lead[-1].seq >= self.newest[-1].seq)
         ):
             raise ValueError("not one lineage's rows: newest from last_seq down, lead from 1")

@@ -619,6 +619,7 @@ def window(
     recount: Callable[[StoredMessage], StoredMessage],
     count: Callable[[Message], int],
     recent: RecentRows | None = None,
+    counted_with: str | None = None,
 ) -> Op[list[StoredMessage]]:
     """The newest user turn, whatever its size, then older whole units that fit ``budget``.
 
@@ -707,7 +708,9 @@ def window(
         include_incomplete=include_incomplete,
         over_budget="keep",
     )
-    return _groups.Chosen([*lead, *chosen.kept])  # a policy fits these without walking again
+    # A policy fits these without walking them again (and, when it counts as the store does,
+    # without looking at each).
+    return _groups.Chosen([*lead, *chosen.kept], counted_with=counted_with)
 
 
 def export_lines(thread_id: str, emit: Callable[[str], None]) -> Op[None]:

@@ -222,6 +222,27 @@ def test_window_recounts_rows_counted_with_another_encoding(store_url: Any) -> N
         assert new.messages(thread.id)[0].encoding == "cl100k_base"
 
 
+def test_a_policy_counting_otherwise_recounts_the_store_window(store_url: Any) -> None:
+    # The window carries the store's counting key: a policy under the same key takes its
+    # rows as they are, one under another key (same encoding, other per-message overheads)
+    # counts each row again, so its count is its own either way.
+    from convkit.context import counting_key
+
+    with Store(store_url, model="gpt-4") as store:  # cl100k_base, 3 tokens a message
+        thread = store.create_thread()
+        store.append_many(thread.id, [Message.user("hi there"), Message.assistant("hello")])
+        window = store.window(thread.id, 10_000)
+        assert window.counted_with == counting_key(store.counter)  # type: ignore[attr-defined]
+        for model in ("gpt-4", "gpt-3.5-turbo-0301"):  # 3, then 4 tokens a message
+            policy = TrimOldest(model)
+            fitted = policy.fit(window)
+            want = policy.counter.info.reply_priming + sum(
+                policy.counter.count_message(m.message) for m in window
+            )
+            assert fitted.prompt_tokens == want
+            assert fitted.prompt_tokens == policy.fit([m.message for m in window]).prompt_tokens
+
+
 @pytest.mark.parametrize("budget", [0, 1])
 def test_tiny_budget_still_gives_the_newest_user_turn(store: Store, budget: int) -> None:
     thread = store.create_thread()
