@@ -36,7 +36,18 @@ import attrs
 from convkit.errors import ContextOverflowError
 from convkit.messages import Message
 
-__all__ = ["PREFIX_ROLES", "Chosen", "Entry", "Selection", "Tail", "Unit", "select", "units_of"]
+__all__ = [
+    "PREFIX_ROLES",
+    "Chosen",
+    "Entry",
+    "Selection",
+    "Tail",
+    "Unit",
+    "choose",
+    "select",
+    "unit_of_its_own",
+    "units_of",
+]
 
 _RESULT_ROLES = frozenset({"tool", "function"})
 _NOT_A_START = frozenset({"assistant", "tool", "function"})
@@ -98,6 +109,16 @@ def _unit(entries: Sequence[Any]) -> Unit:
     if len(entries) == 1:
         return Unit((first,), first.tokens, first.message.role == "user")
     return Unit(tuple(entries), sum(e.tokens for e in entries), first.message.role == "user")
+
+
+def unit_of_its_own(m: Message) -> bool:
+    """Whether :func:`units_of` makes ``m`` a unit alone, whatever comes before or after it:
+    not a tool result, no call (a user, assistant, system or developer message of text)."""
+    return (
+        m.role not in _RESULT_ROLES
+        and not m.tool_calls
+        and (m.role != "assistant" or "function_call" not in m.extra)
+    )
 
 
 def _call_keys(m: Message) -> list[str]:
@@ -240,7 +261,24 @@ def select(
         if tokens <= budget:
             return Selection(tuple(history), (), tokens, False)
     units, left_out = units_of(history, recount, include_incomplete=include_incomplete)
-    last_user = max((k for k, u in enumerate(units) if u.starts_user), default=None)
+    return choose(
+        units, left_out, budget, prefix_tokens=prefix_tokens, over_budget=over_budget,
+        truncate=truncate,
+    )[0]  # fmt: skip
+
+
+def choose(
+    units: list[Unit],
+    left_out: list[int],
+    budget: int,
+    *,
+    prefix_tokens: int = 0,
+    over_budget: str = "raise",
+    truncate: Truncate | None = None,
+) -> tuple[Selection, list[Unit]]:
+    """:func:`select` over history already split by :func:`units_of` (``units`` and the seqs
+    it left out, a list this extends): the selection, and the units it keeps."""
+    last_user = next((k for k in range(len(units) - 1, -1, -1) if units[k].starts_user), None)
     first_mandatory = last_user if last_user is not None else len(units)
     need = prefix_tokens + sum(u.tokens for u in units[first_mandatory:])
     truncated = False
@@ -273,7 +311,7 @@ def select(
     elif len(left_out) > 1:
         left_out.sort()
     tokens = prefix_tokens + sum([u.tokens for u in chosen])
-    return Selection(kept, tuple(left_out), tokens, truncated)
+    return Selection(kept, tuple(left_out), tokens, truncated), chosen
 
 
 class Chosen(list[Any]):

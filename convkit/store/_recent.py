@@ -6,7 +6,11 @@ JSON, rebuilding the message) costs more than the database read itself, so rebui
 hundred rows every turn is most of a store-backed turn. :class:`RecentRows` keeps, per thread,
 the run of rows the last window walked (newest first); the next window of that thread reads
 the thread row, fetches the rows appended since, and walks the kept ones before reading any
-older row from the database.
+older row from the database. It keeps what that window chose too (its units, budget, floor
+and rule, a :class:`Choice`): when the next window asks for no more budget under the same floor
+and rule, and every row appended since is a message of text (no tool call or result), the
+window is chosen again from those units and the new rows, without walking the thread
+(``convkit.store._sql._choose_again`` says why that is the walk's window).
 
 Why the kept rows are still right: messages are append-only (no operation updates or deletes a
 row of a live thread), so a row ``(thread_id, seq)`` never changes while the thread row that
@@ -25,13 +29,25 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import NamedTuple
 
+from convkit.context._groups import Unit
 from convkit.store._values import StoredMessage
 
-__all__ = ["DEFAULT_MAX_ROWS", "Kept", "RecentRows"]
+__all__ = ["DEFAULT_MAX_ROWS", "Choice", "Kept", "RecentRows"]
 
 #: Rows kept by default, over all threads (a row is a few hundred bytes to a few kilobytes).
 DEFAULT_MAX_ROWS = 20_000
+
+
+class Choice(NamedTuple):
+    """What the last window of a thread chose (its units, oldest first) and how: its history
+    budget and floor (the leading rows' tokens and seqs already taken off) and its rule."""
+
+    units: tuple[Unit, ...]
+    budget: int
+    after_seq: int
+    include_incomplete: bool
 
 
 class Kept:
@@ -41,7 +57,7 @@ class Kept:
     thread's ``last_seq`` without a gap, ``lead`` up from seq 1, the two apart.
     """
 
-    __slots__ = ("incarnation", "lead", "newest", "top")
+    __slots__ = ("choice", "incarnation", "lead", "newest", "top")
 
     def __init__(
         self,
@@ -50,8 +66,11 @@ class Kept:
         lead: Sequence[StoredMessage] = (),
         *,
         last_seq: int,
+        choice: Choice | None = None,
     ) -> None:
         self.incarnation = incarnation
+        #: What the window that read these rows chose from them (None: not known).
+        self.choice = choice
         self.newest = tuple(newest)
         #: The thread's leading system / developer rows (its prefix), oldest first.
         self.lead = tuple(lead)
@@ -103,16 +122,17 @@ class RecentRows:
         lead: Sequence[StoredMessage] = (),
         *,
         last_seq: int,
+        choice: Choice | None = None,
     ) -> None:
-        """Keep ``newest`` (rows newest first, from the thread's ``last_seq`` down) and the
-        thread's leading system rows ``lead``, if small enough and one lineage's rows (else
-        forget what was kept for the thread)."""
+        """Keep ``newest`` (rows newest first, from the thread's ``last_seq`` down), the
+        thread's leading system rows ``lead`` and what the window chose from them, if small
+        enough and one lineage's rows (else forget what was kept for the thread)."""
         size = len(newest) + len(lead)
         if incarnation is None or size > self.max_rows // 4:
             self.forget(thread_id)
             return
         try:
-            kept = Kept(incarnation, newest, lead, last_seq=last_seq)
+            kept = Kept(incarnation, newest, lead, last_seq=last_seq, choice=choice)
         except ValueError:  # an empty walk, or a read that raced a change of the lineage
             self.forget(thread_id)
             return

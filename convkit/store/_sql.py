@@ -46,7 +46,7 @@ from convkit.context import _groups
 from convkit.errors import ThreadNotFoundError
 from convkit.messages import Message
 from convkit.store._jsonl import message_record, summary_record, thread_record
-from convkit.store._recent import RecentRows
+from convkit.store._recent import Choice, Kept, RecentRows
 from convkit.store._rows import (
     MESSAGE_COLUMNS,
     ROW_FORMAT,
@@ -666,7 +666,36 @@ def window(
         yield from walk_newest_first(segments, visit, after_seq=after_seq)
     else:
         # What was appended since (the newest segment only: kept rows reach its top) ...
-        yield from walk_newest_first(segments, visit, after_seq=max(after_seq, kept.top))
+        fresh: list[StoredMessage] = []
+
+        def collect(r: Row[Any], payload: Any) -> bool:
+            fresh.append(recount(message_from_row(r, thread_id, payload)))
+            return True
+
+        floor = max(after_seq, kept.top)
+        yield from walk_newest_first(segments, collect, after_seq=floor)
+        if len(fresh) == row.last_seq - floor:  # every row since, as the thread row says
+            again = _choose_again(kept, fresh, budget, after_seq, include_incomplete)
+            if again is not None:
+                if recent is not None:
+                    newest = [*fresh, *kept.newest]
+                    # Rows below the window are not needed again by a window like this one
+                    # (one with a larger budget reads them back from the database).
+                    low = again.entries[0].seq if again.entries else row.last_seq
+                    recent.put(
+                        thread_id,
+                        row.incarnation,
+                        newest[: row.last_seq - low + 1],
+                        lead,
+                        last_seq=row.last_seq,
+                        choice=Choice(again.units, budget, after_seq, include_incomplete),
+                    )
+                return _groups.Chosen([*lead, *again.entries], counted_with=counted_with)
+        n = tail.extend(fresh)
+        walked.extend(fresh[:n])
+        if n < len(fresh):
+            walked.append(fresh[n])
+            pending.append(fresh[n])  # refused: what the anchor search starts from
         if not pending:
             # ... then the kept rows above after_seq (kept.newest[i] has seq top - i), in one
             # call, then older ones from the database if the window reaches below them.
@@ -696,21 +725,62 @@ def window(
                 below=last_seq - 1,
                 first_page=last_seq - anchor + 1,
             )
+    units, left_out = _groups.units_of(tail.entries, count, include_incomplete=include_incomplete)
+    chosen, kept_units = _groups.choose(units, left_out, budget, over_budget="keep")
     if recent is not None:
         # Kept only if these are one lineage's rows (RecentRows.put checks): on PostgreSQL each
         # statement sees the latest commits, and an ancestor deleted mid-read moves its rows
         # into this thread, which this read may then miss; that must not outlive this read.
-        recent.put(thread_id, row.incarnation, walked, lead, last_seq=row.last_seq)
-    chosen = _groups.select(
-        tail.entries,
-        budget,
-        recount=count,
-        include_incomplete=include_incomplete,
-        over_budget="keep",
-    )
+        recent.put(
+            thread_id,
+            row.incarnation,
+            walked,
+            lead,
+            last_seq=row.last_seq,
+            choice=Choice(tuple(kept_units), budget, after_seq, include_incomplete),
+        )
     # A policy fits these without walking them again (and, when it counts as the store does,
     # without looking at each).
     return _groups.Chosen([*lead, *chosen.kept], counted_with=counted_with)
+
+
+class _Again(NamedTuple):
+    entries: list[StoredMessage]
+    units: tuple[_groups.Unit, ...]
+
+
+def _choose_again(
+    kept: Kept,
+    fresh: Sequence[StoredMessage],
+    budget: int,
+    after_seq: int,
+    include_incomplete: bool,
+) -> _Again | None:
+    """The window chosen from the previous window's units and the rows appended since, when
+    that is the window a walk would choose; else None (then the thread is walked).
+
+    It is when the previous window was chosen with the same floor (``after_seq``) and rule,
+    with at least this ``budget``, and every row since is a unit of its own (no tool result
+    or call, which could join or change a kept unit): the new rows only push the window's
+    oldest end up, so no older row can come back into it, and the units it keeps are the
+    previous ones, unchanged (tests/store/test_store_recent.py drives both reads side by
+    side through random histories).
+    """
+    choice = kept.choice
+    if (
+        choice is None
+        or choice.after_seq != after_seq
+        or choice.include_incomplete != include_incomplete
+        or choice.budget < budget
+        or not all(_groups.unit_of_its_own(m.message) for m in fresh)
+    ):
+        return None
+    units = list(choice.units)
+    for stored in reversed(fresh):  # oldest first
+        if include_incomplete or stored.status != "incomplete":
+            units.append(_groups.Unit((stored,), stored.tokens, stored.message.role == "user"))
+    chosen, kept_units = _groups.choose(units, [], budget, over_budget="keep")
+    return _Again(list(chosen.kept), tuple(kept_units))
 
 
 def export_lines(thread_id: str, emit: Callable[[str], None]) -> Op[None]:

@@ -39,9 +39,7 @@ def turns(prefix: str, n: int) -> list[Message]:
 
 def said(*texts: str) -> list[Message]:
     """User and assistant messages in turn, with these texts."""
-    return [
-        Message.user(t) if i % 2 == 0 else Message.assistant(t) for i, t in enumerate(texts)
-    ]
+    return [Message.user(t) if i % 2 == 0 else Message.assistant(t) for i, t in enumerate(texts)]
 
 
 def _shape(window: list[StoredMessage]) -> list[tuple[int, int, str, str | None]]:
@@ -99,6 +97,87 @@ def test_windows_equal_a_store_keeping_nothing_through_a_random_history(
             got = kept.window(tid, budget, after_seq=after, include_incomplete=incomplete)
             want = plain.window(tid, budget, after_seq=after, include_incomplete=incomplete)
             assert _shape(got) == _shape(want), (step, budget, after)
+
+
+def test_windows_chosen_again_equal_a_store_keeping_nothing(
+    store_url: URL, counter: TokenCounter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A chat's turns: a message or two appended between windows of (mostly) the same budget,
+    # now and then a tool call and its result, a smaller or larger budget, a summary's floor,
+    # incomplete rows, another process appending. Most windows are chosen again from the last
+    # one's units; every one must be the window a store keeping nothing reads.
+    from convkit.store import _sql
+
+    again = {"chosen": 0, "walked": 0}
+    original = _sql._choose_again
+
+    def counted(*args: Any) -> Any:
+        out = original(*args)
+        again["chosen" if out is not None else "walked"] += 1
+        return out
+
+    monkeypatch.setattr(_sql, "_choose_again", counted)
+    rng = random.Random(11)
+    with (
+        Store(store_url, counter=counter) as kept,
+        Store(store_url, counter=counter, keep_rows=0) as plain,
+        Store(store_url, counter=counter) as other,
+    ):
+        for lead in (
+            [],
+            [Message.system("Be brief.")],
+            [Message.system("a"), Message.developer("b")],
+        ):
+            tid = kept.create_thread().id
+            if lead:
+                kept.append_many(tid, lead)
+            n = len(lead)
+            budget, after = 400, None
+            for step in range(250):
+                writer = other if rng.random() < 0.2 else kept
+                kind = rng.random()
+                if kind < 0.1:
+                    n += 2
+                    writer.append_many(
+                        tid,
+                        [
+                            Message.assistant(
+                                tool_calls=[ToolCall(id=f"k{n}", name="f", arguments="{}")]
+                            ),
+                            Message.tool(f"r{n}", tool_call_id=f"k{n}"),
+                        ],
+                    )
+                elif kind < 0.15:
+                    n += 1  # a call whose result is not written yet
+                    writer.append(
+                        tid,
+                        Message.assistant(
+                            tool_calls=[ToolCall(id=f"w{n}", name="f", arguments="{}")]
+                        ),
+                    )
+                else:
+                    for _ in range(rng.choice((0, 1, 1, 1, 2, 3))):
+                        n += 1
+                        status = "incomplete" if rng.random() < 0.05 else "complete"
+                        message = (
+                            Message.user(f"q{n} " + "w " * rng.randint(0, 30))
+                            if rng.random() < 0.5
+                            else Message.assistant(f"a{n} " + "w " * rng.randint(0, 60))
+                        )
+                        writer.append(tid, message, status=status)
+                change = rng.random()
+                if change < 0.1:
+                    budget = rng.choice((0, 40, 150, 400, 1200))
+                elif change < 0.15:
+                    budget = max(0, budget - rng.randint(1, 50))
+                elif change < 0.18:
+                    after = rng.choice((None, max(0, n - rng.randint(1, 30))))
+                incomplete = rng.random() < 0.9
+                got = kept.window(tid, budget, after_seq=after, include_incomplete=incomplete)
+                want = plain.window(tid, budget, after_seq=after, include_incomplete=incomplete)
+                assert _shape(got) == _shape(want), (lead, step, budget, after, incomplete)
+    # the reuse was exercised, and so was the walk it falls back to
+    assert again["chosen"] > 300 and again["walked"] > 50, again
 
 
 def test_a_thread_deleted_and_created_again_is_read_afresh(

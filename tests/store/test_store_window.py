@@ -384,17 +384,28 @@ def test_long_newest_turn_reads_only_the_window(store: Store) -> None:
     # message, one page down to it
     assert len(statements) == 4
     statements.clear()
-    read: list[int] = []
-    original = store._base._recount
 
-    def counting(stored: StoredMessage) -> StoredMessage:
-        read.append(stored.seq)
-        return original(stored)
+    def spy(on: Store) -> list[int]:
+        read: list[int] = []
+        original = on._base._recount
 
-    store._base._recount = counting  # type: ignore[method-assign]
-    store.window(thread.id, 100)
-    assert min(read) >= 500  # only the window and the message right before it
-    assert len(read) == len(set(read))
+        def counting(stored: StoredMessage) -> StoredMessage:
+            read.append(stored.seq)
+            return original(stored)
+
+        on._base._recount = counting  # type: ignore[method-assign]
+        return read
+
+    # the same window again: what the last one chose is chosen again, no row read
+    read = spy(store)
+    assert _seqs(store.window(thread.id, 100)) == list(range(501, 2002))
+    assert read == []
+    # a store keeping nothing reads only the window and the message right before it
+    with Store(store.url, counter=store.counter, keep_rows=0) as fresh:
+        read = spy(fresh)
+        assert _seqs(fresh.window(thread.id, 100)) == list(range(501, 2002))
+        assert min(read) >= 500
+        assert len(read) == len(set(read))
 
 
 def test_no_user_message_in_a_long_thread_reads_one_page(store: Store) -> None:
