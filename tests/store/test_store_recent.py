@@ -74,6 +74,7 @@ def test_the_next_window_builds_only_the_new_rows(store_url: URL, counter: Token
         assert len(store._base.recent) >= len(second)
 
 
+@pytest.mark.reliability
 def test_windows_equal_a_store_keeping_nothing_through_a_random_history(
     store_url: URL, counter: TokenCounter
 ) -> None:
@@ -99,6 +100,7 @@ def test_windows_equal_a_store_keeping_nothing_through_a_random_history(
             assert _shape(got) == _shape(want), (step, budget, after)
 
 
+@pytest.mark.reliability
 def test_windows_chosen_again_equal_a_store_keeping_nothing(
     store_url: URL, counter: TokenCounter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
