@@ -722,8 +722,12 @@ def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
 
     Both keep counts made once on entry; the store's turn also commits the message (durable by
     default) and reads exactly its window back. Threads of each size, 50 turns a round, best of
-    ``repeat`` rounds (alternating), per turn.
+    ``repeat`` rounds (alternating), per turn. The ratios are paired too: each round's store
+    turn against the same round's in-memory turn (the median and range over the rounds), which
+    a burst of noise on this shared machine moves less than a ratio of two best rounds.
     """
+    import statistics
+
     from convkit import Message
     from convkit.context import Counted, TrimOldest
 
@@ -763,6 +767,7 @@ def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
             extra = list(conversation(turns * (repeat + 1), seed=5))
             # per label: (turn, append, window + fit) of its best round, seconds per turn
             best: dict[str, tuple[float, float, float]] = {}
+            paired: dict[str, list[float]] = {label: [] for label in stores}
             k = 0
             for r in range(repeat + 1):  # the first round warms up
                 batch = extra[k : k + turns]
@@ -798,11 +803,14 @@ def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
                     for label, times in took.items():
                         if label not in best or times[0] < best[label][0]:
                             best[label] = times
+                        if label in paired:
+                            paired[label].append(times[0] / took["in memory"][0])
             for store in stores.values():
                 store.close()
             base = best["in memory"][0]
             for label in ("in memory", *stores):
                 turn, appending, reading = best[label]
+                ratios = paired.get(label)
                 rows.append(
                     [
                         f"{n:,}",
@@ -812,6 +820,12 @@ def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
                         _ms(reading),
                         f"{turn / base:.2f}x",
                         f"{reading / base:.2f}x",
+                        (
+                            f"{statistics.median(ratios):.2f}x "
+                            f"({min(ratios):.2f} to {max(ratios):.2f})"
+                            if ratios
+                            else "-"
+                        ),
                     ]
                 )
     finally:
@@ -827,6 +841,7 @@ def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
             "window + fit ms",
             "turn vs in memory",
             "window + fit vs in memory",
+            "turn vs in memory, paired rounds: median (range)",
         ],
         rows,
     )

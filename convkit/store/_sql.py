@@ -111,27 +111,35 @@ def _grow(page: int) -> int:
 
 _THREAD = select(*THREAD_COLUMNS).where(ThreadRow.id == bindparam("tid"))
 _THREAD_LOCKED = _THREAD.with_for_update()
+# What a lineage needs of each thread row (no title, metadata or timestamps to decode).
+_LINEAGE = select(
+    ThreadRow.id, ThreadRow.parent_id, ThreadRow.fork_seq, ThreadRow.last_seq, ThreadRow.incarnation
+).where(ThreadRow.id == bindparam("tid"))
 
 
-def _thread_row(thread_id: str, *, lock: bool = False) -> Op[Row[Any]]:
+def _thread_row(thread_id: str, *, lock: bool = False, stmt: Any = None) -> Op[Row[Any]]:
     # A row lock on PostgreSQL (SQLite ignores it; its write transactions are exclusive).
-    row = (yield Q(_THREAD_LOCKED if lock else _THREAD, {"tid": thread_id})).one_or_none()
+    if stmt is None:
+        stmt = _THREAD_LOCKED if lock else _THREAD
+    row = (yield Q(stmt, {"tid": thread_id})).one_or_none()
     if row is None:
         raise ThreadNotFoundError(thread_id)
     return row
 
 
-def lineage(thread_id: str) -> Op[tuple[Row[Any], list[Segment]]]:
+def lineage(thread_id: str, *, full: bool = False) -> Op[tuple[Row[Any], list[Segment]]]:
     """Return a thread's row and the segments its history is read from, newest first.
 
-    The newest segment is capped at the thread's ``last_seq`` as read here, so every read of
-    one operation sees the same history even if an append commits in between.
+    The row holds the columns a lineage needs (``id``, ``parent_id``, ``fork_seq``,
+    ``last_seq``, ``incarnation``), or all of :data:`THREAD_COLUMNS` with ``full``. The newest
+    segment is capped at the thread's ``last_seq`` as read here, so every read of one
+    operation sees the same history even if an append commits in between.
     """
-    row = yield from _thread_row(thread_id)
+    row = yield from _thread_row(thread_id, stmt=_THREAD if full else _LINEAGE)
     found = [(row.id, row.last_seq)]
     cap, parent_id = row.fork_seq, row.parent_id
     while parent_id is not None and cap is not None and cap > 0:
-        parent = yield from _thread_row(parent_id)
+        parent = yield from _thread_row(parent_id, stmt=_LINEAGE)
         if cap > (parent.fork_seq or 0):
             found.append((parent.id, cap))
         if parent.fork_seq is not None:
@@ -501,6 +509,7 @@ _ALL = 2**31 - 1  # "no bound" for the seq parameters (seq is a 32-bit column)
 PREBUILT = (
     _THREAD,
     _THREAD_LOCKED,
+    _LINEAGE,
     _BUMP,
     _INSERT,
     _APPEND_ONE_CTE,
@@ -785,7 +794,7 @@ def _choose_again(
 
 def export_lines(thread_id: str, emit: Callable[[str], None]) -> Op[None]:
     """Stream a thread as JSON lines to ``emit``, history flattened across forks, in pages."""
-    row, segments = yield from lineage(thread_id)
+    row, segments = yield from lineage(thread_id, full=True)
     emit(thread_record(thread_from_row(row)))
     after = 0
     for segment in reversed(segments):
