@@ -642,6 +642,8 @@ def window(
     With ``recent``, the rows the previous window of this thread walked are reused: only the
     rows appended since are fetched, then the kept rows are walked, then older rows are read
     if the window reaches below them (:mod:`convkit.store._recent` says why they are right).
+    When what the previous window chose can be chosen from again (:func:`_choose_again`),
+    nothing is walked. The window carries ``counted_with``, the counting key of its rows.
     """
     row, segments = yield from lineage(thread_id)
     kept = None if recent is None else recent.get(thread_id, row.incarnation)
