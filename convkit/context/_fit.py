@@ -67,6 +67,7 @@ class History:
         self._counter = counter
         self._key = counting_key(counter)
         self._memo: dict[int, Counted] = {}
+        self._chosen: bool | None = None
         lead = 0
         while lead < len(items) and self._raw(lead).message.role in PREFIX_ROLES:
             lead += 1
@@ -102,7 +103,8 @@ class History:
         the same a store's ``window()`` read uses.
         """
         items, lead, raw = self._items, self._lead, self._raw
-        if type(items) is Chosen:  # a store's window: bounded, nothing to stop reading early
+        if self.chosen:  # a store's window: bounded, nothing to stop reading early
+            assert isinstance(items, Chosen)
             if items.counted_with is not None and items.counted_with == self._key:
                 entries = items[lead:]  # every entry counted under these rules
             else:
@@ -130,8 +132,13 @@ class History:
 
     @property
     def chosen(self) -> bool:
-        """Whether the history is a store's window (chosen by the window rule already)."""
-        return type(self._items) is Chosen
+        """Whether the history is a store's window as the store made it (chosen by the window
+        rule already); one its caller edited is not."""
+        chosen = self._chosen
+        if chosen is None:
+            items = self._items
+            chosen = self._chosen = type(items) is Chosen and items.unchanged()
+        return chosen
 
     def _user_before(self, i: int, after_seq: int | None) -> bool:
         for k in range(i, -1, -1):

@@ -29,6 +29,7 @@ window of a given size, so that a store reads exactly those rows and no others.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from operator import is_
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import attrs
@@ -325,13 +326,22 @@ class Chosen(list[Any]):
 
     ``counted_with`` is the counting key every entry was counted under (the store's): a
     policy counting under the same key uses the entries as they are, without looking at each.
+
+    Both hold only while the list is as the store made it (:meth:`unchanged`): a caller may
+    edit the list it was handed, which is then fitted as any other history.
     """
 
-    __slots__ = ("counted_with",)
+    __slots__ = ("_made", "counted_with")
 
     def __init__(self, entries: Iterable[Any] = (), counted_with: str | None = None) -> None:
         super().__init__(entries)
         self.counted_with = counted_with
+        self._made = tuple(self)
+
+    def unchanged(self) -> bool:
+        """Whether the list holds exactly the entries it was made with (the same objects)."""
+        made = self._made
+        return len(self) == len(made) and all(map(is_, self, made))
 
 
 class Tail:

@@ -688,19 +688,19 @@ def window(
         if len(fresh) == row.last_seq - floor:  # every row since, as the thread row says
             again = _choose_again(kept, fresh, budget, after_seq, include_incomplete)
             if again is not None:
-                if recent is not None:
-                    newest = [*fresh, *kept.newest]
-                    # Rows below the window are not needed again by a window like this one
-                    # (one with a larger budget reads them back from the database).
-                    low = again.entries[0].seq if again.entries else row.last_seq
-                    recent.put(
-                        thread_id,
-                        row.incarnation,
-                        newest[: row.last_seq - low + 1],
-                        lead,
-                        last_seq=row.last_seq,
-                        choice=Choice(again.units, budget, after_seq, include_incomplete),
-                    )
+                assert recent is not None  # what was kept came from it
+                newest = [*fresh, *kept.newest]
+                # Rows below the window are not needed again by a window like this one (one
+                # with a larger budget reads them back from the database).
+                low = again.entries[0].seq if again.entries else row.last_seq
+                recent.put(
+                    thread_id,
+                    row.incarnation,
+                    newest[: row.last_seq - low + 1],
+                    lead,
+                    last_seq=row.last_seq,
+                    choice=Choice(again.units, budget, after_seq, include_incomplete),
+                )
                 return _groups.Chosen([*lead, *again.entries], counted_with=counted_with)
         n = tail.extend(fresh)
         walked.extend(fresh[:n])

@@ -243,6 +243,45 @@ def test_a_policy_counting_otherwise_recounts_the_store_window(store_url: Any) -
             assert fitted.prompt_tokens == policy.fit([m.message for m in window]).prompt_tokens
 
 
+def test_a_window_edited_by_its_caller_is_fitted_as_any_history(store: Store) -> None:
+    # The window is trusted as the store's choice only while it is as the store made it: an
+    # entry added, removed or replaced makes it a history like any other.
+    thread = store.create_thread()
+    store.append_many(
+        thread.id,
+        [
+            Message.user("what is six times seven?"),
+            call("c1"),
+            result("c1"),
+            Message.assistant("it is 42"),
+        ],
+    )
+    for model in ("gpt-4o", "gpt-3.5-turbo-0301"):  # counting as the store does, and not
+        policy = TrimOldest(model, max_prompt_tokens=1000)
+
+        def edited(edit: Any) -> list[Any]:
+            window = store.window(thread.id, policy.read_plan())
+            edit(window)
+            return window
+
+        cases = [
+            edited(lambda w: w.append(Message.user("and times eight?"))),
+            edited(lambda w: w.append({"role": "user", "content": "and times eight?"})),
+            edited(lambda w: w.__delitem__(2)),  # the call's result removed
+            edited(lambda w: w.__setitem__(slice(None), [m for m in w if m.message.role != "tool"])),
+            edited(lambda w: w.append(call("c9"))),  # a call with no result at the end
+        ]
+        for window in cases:
+            got = policy.fit(window)
+            assert got.messages == policy.fit(list(window)).messages
+            roles = [m.role for m in got.messages]
+            assert "tool" not in roles or roles.index("tool") > 0
+            assert not any(
+                m.tool_calls and (i + 1 == len(got.messages) or got.messages[i + 1].role != "tool")
+                for i, m in enumerate(got.messages)
+            )
+
+
 @pytest.mark.parametrize("budget", [0, 1])
 def test_tiny_budget_still_gives_the_newest_user_turn(store: Store, budget: int) -> None:
     thread = store.create_thread()
