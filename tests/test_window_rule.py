@@ -143,6 +143,15 @@ def test_store_and_policy_choose_the_same_window(
     assert not any(m.message.tool_calls for m in from_store if m.seq in incomplete)
 
 
+def _counted(convo: list[dict[str, Any]], statuses: list[str], counter: Any) -> list[Counted]:
+    return [
+        Counted(
+            message=Message.from_openai(m), tokens=counter.count_message(m), seq=i + 1, status=s
+        )
+        for i, (m, s) in enumerate(zip(convo, statuses, strict=True))
+    ]
+
+
 @settings(max_examples=200)
 @given(case=threads())
 def test_select_is_idempotent_and_within_budget(
@@ -150,12 +159,7 @@ def test_select_is_idempotent_and_within_budget(
 ) -> None:
     convo, statuses, budget = case
     counter = TrimOldest(MODEL).counter
-    history = [
-        Counted(
-            message=Message.from_openai(m), tokens=counter.count_message(m), seq=i + 1, status=s
-        )
-        for i, (m, s) in enumerate(zip(convo, statuses, strict=True))
-    ]
+    history = _counted(convo, statuses, counter)
     first = select(history, budget, recount=counter.count_message, over_budget="keep")
     again = select(list(first.kept), budget, recount=counter.count_message, over_budget="keep")
     assert again.kept == first.kept  # a window is already a window
@@ -200,11 +204,7 @@ def test_select_keeps_an_earlier_choice_as_splitting_it_again_would(
     convo, statuses, budget = case
     counter = TrimOldest(MODEL).counter
     history = [
-        Counted(
-            message=Message.from_openai(m), tokens=counter.count_message(m), seq=i + 1, status=s
-        )
-        for i, (m, s) in enumerate(zip(convo, statuses, strict=True))
-        if m["role"] not in ("system", "developer")
+        e for e in _counted(convo, statuses, counter) if e.message.role not in ("system", "developer")
     ]
     first = list(select(history, budget, recount=counter.count_message, over_budget="keep").kept)
     starts = [0, *(k for k, e in enumerate(first) if e.message.role == "user")]

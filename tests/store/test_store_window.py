@@ -11,6 +11,7 @@ from sqlalchemy import event
 from convkit import Message, ToolCall, TrimOldest
 from convkit.context._groups import Tail, select
 from convkit.store import NewMessage, Store, StoredMessage
+from tests.store.test_store_recent import _spy
 
 NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -259,7 +260,7 @@ def test_a_window_edited_by_its_caller_is_fitted_as_any_history(store: Store) ->
     for model in ("gpt-4o", "gpt-3.5-turbo-0301"):  # counting as the store does, and not
         policy = TrimOldest(model, max_prompt_tokens=1000)
 
-        def edited(edit: Any) -> list[Any]:
+        def edited(edit: Any, policy: TrimOldest = policy) -> list[Any]:
             window = store.window(thread.id, policy.read_plan())
             edit(window)
             return window
@@ -424,24 +425,13 @@ def test_long_newest_turn_reads_only_the_window(store: Store) -> None:
     assert len(statements) == 4
     statements.clear()
 
-    def spy(on: Store) -> list[int]:
-        read: list[int] = []
-        original = on._base._recount
-
-        def counting(stored: StoredMessage) -> StoredMessage:
-            read.append(stored.seq)
-            return original(stored)
-
-        on._base._recount = counting  # type: ignore[method-assign]
-        return read
-
     # the same window again: what the last one chose is chosen again, no row read
-    read = spy(store)
+    read = _spy(store)
     assert _seqs(store.window(thread.id, 100)) == list(range(501, 2002))
     assert read == []
     # a store keeping nothing reads only the window and the message right before it
     with Store(store.url, counter=store.counter, keep_rows=0) as fresh:
-        read = spy(fresh)
+        read = _spy(fresh)
         assert _seqs(fresh.window(thread.id, 100)) == list(range(501, 2002))
         assert min(read) >= 500
         assert len(read) == len(set(read))
