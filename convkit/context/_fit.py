@@ -68,6 +68,11 @@ class History:
         self._key = counting_key(counter)
         self._memo: dict[int, Counted] = {}
         self._chosen: bool | None = None
+        if self.chosen:
+            # A store's window says which of its rows are the thread's leading ones: a system
+            # or developer row from later in the thread that happens to come first is history.
+            self._lead = cast(Chosen, items).lead
+            return
         lead = 0
         while lead < len(items) and self._raw(lead).message.role in PREFIX_ROLES:
             lead += 1

@@ -327,15 +327,21 @@ class Chosen(list[Any]):
     ``counted_with`` is the counting key every entry was counted under (the store's): a
     policy counting under the same key uses the entries as they are, without looking at each.
 
-    Both hold only while the list is as the store made it (:meth:`unchanged`): a caller may
+    ``lead`` is how many of the first entries are the thread's leading system / developer
+    rows (its prefix); a row of those roles from later in the thread is history, even first.
+
+    These hold only while the list is as the store made it (:meth:`unchanged`): a caller may
     edit the list it was handed, which is then fitted as any other history.
     """
 
-    __slots__ = ("_made", "counted_with")
+    __slots__ = ("_made", "counted_with", "lead")
 
-    def __init__(self, entries: Iterable[Any] = (), counted_with: str | None = None) -> None:
+    def __init__(
+        self, entries: Iterable[Any] = (), counted_with: str | None = None, lead: int = 0
+    ) -> None:
         super().__init__(entries)
         self.counted_with = counted_with
+        self.lead = lead
         self._made = tuple(self)
 
     def unchanged(self) -> bool:

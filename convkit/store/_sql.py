@@ -701,7 +701,9 @@ def window(
                     last_seq=row.last_seq,
                     choice=Choice(again.units, budget, after_seq, include_incomplete),
                 )
-                return _groups.Chosen([*lead, *again.entries], counted_with=counted_with)
+                return _groups.Chosen(
+                    [*lead, *again.entries], counted_with=counted_with, lead=len(lead)
+                )
         n = tail.extend(fresh)
         walked.extend(fresh[:n])
         if n < len(fresh):
@@ -752,7 +754,7 @@ def window(
         )
     # A policy fits these without walking them again (and, when it counts as the store does,
     # without looking at each).
-    return _groups.Chosen([*lead, *chosen.kept], counted_with=counted_with)
+    return _groups.Chosen([*lead, *chosen.kept], counted_with=counted_with, lead=len(lead))
 
 
 class _Again(NamedTuple):

@@ -244,6 +244,24 @@ def test_a_policy_counting_otherwise_recounts_the_store_window(store_url: Any) -
             assert fitted.prompt_tokens == policy.fit([m.message for m in window]).prompt_tokens
 
 
+def test_a_system_row_from_later_in_the_thread_is_history_even_first(store: Store) -> None:
+    # No user message: the window starts at the developer row (the call before it has no
+    # result and is left out). That row is history, not the thread's prefix, as it is when
+    # the whole thread is fitted.
+    thread = store.create_thread()
+    rows = store.append_many(
+        thread.id, [call("c1"), Message.developer("Answer in French."), Message.assistant("Oui.")]
+    )
+    window = store.window(thread.id, 1000)
+    assert [m.seq for m in window] == [2, 3]
+    policy = TrimOldest("gpt-4o", max_prompt_tokens=1000)
+    whole = policy.fit(rows)
+    fitted = policy.fit(window)
+    assert fitted.messages == whole.messages
+    assert fitted.first_seq == whole.first_seq == 2
+    assert fitted.prompt_tokens == whole.prompt_tokens
+
+
 def test_a_window_edited_by_its_caller_is_fitted_as_any_history(store: Store) -> None:
     # The window is trusted as the store's choice only while it is as the store made it: an
     # entry added, removed or replaced makes it a history like any other.
