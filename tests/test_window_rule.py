@@ -20,7 +20,16 @@ from hypothesis import strategies as st
 
 from convkit import ContextOverflowError, Message, TrimOldest
 from convkit.context import Counted
-from convkit.context._groups import Chosen, Tail, select
+from convkit.context._groups import (
+    Chosen,
+    Tail,
+    Unit,
+    choose,
+    choose_on_top,
+    picked,
+    select,
+    units_of,
+)
 from convkit.store import NewMessage, Store
 from tests.test_context import conversations
 
@@ -204,7 +213,9 @@ def test_select_keeps_an_earlier_choice_as_splitting_it_again_would(
     convo, statuses, budget = case
     counter = TrimOldest(MODEL).counter
     history = [
-        e for e in _counted(convo, statuses, counter) if e.message.role not in ("system", "developer")
+        e
+        for e in _counted(convo, statuses, counter)
+        if e.message.role not in ("system", "developer")
     ]
     first = list(select(history, budget, recount=counter.count_message, over_budget="keep").kept)
     starts = [0, *(k for k, e in enumerate(first) if e.message.role == "user")]
@@ -224,3 +235,41 @@ def test_select_keeps_an_earlier_choice_as_splitting_it_again_would(
                     selected=True,
                 )
                 assert fast == full
+
+
+@settings(max_examples=300)
+@given(
+    case=threads(),
+    more=st.lists(
+        st.tuples(st.sampled_from(["user", "assistant"]), st.integers(0, 400)), max_size=6
+    ),
+    budget=st.integers(0, 3000),
+)
+def test_choosing_on_top_of_an_earlier_choice_is_choosing_again(
+    case: tuple[list[dict[str, Any]], list[str], int],
+    more: list[tuple[str, int]],
+    budget: int,
+) -> None:
+    # choose_on_top (a store's next window from its last one) keeps what choose keeps over
+    # the same units, whatever the budget: smaller, equal or larger than the first one.
+    convo, statuses, first_budget = case
+    counter = TrimOldest(MODEL).counter
+    history = _counted(convo, statuses, counter)
+    units, left_out = units_of(history, counter.count_message)
+    _, kept = choose(units, left_out, first_budget, over_budget="keep")
+    seq = len(history)
+    new = []
+    for role, tokens in more:
+        seq += 1
+        entry = Counted(message=Message(role=role, content="x"), tokens=tokens, seq=seq)
+        new.append(Unit((entry,), tokens, role == "user"))
+    both = [*kept, *new]
+    # the drawn budget, and every suffix's exact sum and one less (where the walks turn)
+    suffixes = [sum(u.tokens for u in both[k:]) for k in range(len(both))]
+    for b in {budget, *suffixes, *(max(0, t - 1) for t in suffixes)}:
+        want, want_units = choose(both, [], b, over_budget="keep")
+        got = choose_on_top(picked(kept), new, b)
+        assert got.units == tuple(want_units), b
+        assert got.entries == want.kept
+        assert got.tokens == want.tokens
+        assert got == picked(want_units)  # and it goes on from there the same way

@@ -44,7 +44,10 @@ __all__ = [
     "Selection",
     "Tail",
     "Unit",
+    "Picked",
     "choose",
+    "choose_on_top",
+    "picked",
     "select",
     "unit_of_its_own",
     "units_of",
@@ -313,6 +316,63 @@ def choose(
         left_out.sort()
     tokens = prefix_tokens + sum([u.tokens for u in chosen])
     return Selection(kept, tuple(left_out), tokens, truncated), chosen
+
+
+class Picked(NamedTuple):
+    """What :func:`choose` kept, in the form :func:`choose_on_top` goes on from: the units
+    (oldest first), their entries, their tokens, and the index of the last unit that starts
+    with a user message (None if none does)."""
+
+    units: tuple[Unit, ...]
+    entries: tuple[Any, ...]
+    tokens: int
+    last_user: int | None
+
+
+def picked(units: Sequence[Unit]) -> Picked:
+    """The :class:`Picked` form of units :func:`choose` kept."""
+    units = tuple(units)
+    last_user = next((k for k in range(len(units) - 1, -1, -1) if units[k].starts_user), None)
+    entries = tuple([e for u in units for e in u.entries])
+    return Picked(units, entries, sum([u.tokens for u in units]), last_user)
+
+
+def choose_on_top(previous: Picked, new: Sequence[Unit], budget: int) -> Picked:
+    """What ``choose([*previous.units, *new], [], budget, over_budget="keep")`` keeps.
+
+    The same rule, computed from the oldest end: with the total and the last user unit known,
+    the units to drop are found by walking up from the oldest one, so a window that moved by
+    a message or two costs a few steps, not one per unit (the rule's greedy walk keeps the
+    smallest suffix within ``budget`` that starts no later than the newest turn; suffix sums
+    only grow downwards, so both walks stop at the same unit).
+    """
+    base = len(previous.units)
+    units = previous.units + tuple(new)
+    last_user = previous.last_user
+    for k, u in enumerate(new):
+        if u.starts_user:
+            last_user = base + k
+    total = previous.tokens + sum([u.tokens for u in new])
+    first_mandatory = last_user if last_user is not None else len(units)
+    start = dropped = 0  # dropped: the entries of the units before start
+
+    def drop() -> None:
+        nonlocal start, dropped, total
+        u = units[start]
+        total -= u.tokens
+        dropped += len(u.entries)
+        start += 1
+
+    while start < first_mandatory and total > budget:
+        drop()
+    if last_user is not None:
+        while start < first_mandatory and not units[start].starts_user:
+            drop()
+    else:
+        while start < len(units) and units[start].entries[0].message.role in _NOT_A_START:
+            drop()
+    entries = (previous.entries + tuple([e for u in new for e in u.entries]))[dropped:]
+    return Picked(units[start:], entries, total, None if last_user is None else last_user - start)
 
 
 class Chosen(list[Any]):

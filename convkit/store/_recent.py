@@ -31,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from convkit.context._groups import Unit
+from convkit.context._groups import Picked
 from convkit.store._values import StoredMessage
 
 __all__ = ["DEFAULT_MAX_ROWS", "Choice", "Kept", "RecentRows"]
@@ -41,10 +41,11 @@ DEFAULT_MAX_ROWS = 20_000
 
 
 class Choice(NamedTuple):
-    """What the last window of a thread chose (its units, oldest first) and how: its history
-    budget and floor (the leading rows' tokens and seqs already taken off) and its rule."""
+    """What the last window of a thread chose (its units, oldest first, as a
+    :class:`~convkit.context._groups.Picked`) and how: its history budget and floor (the
+    leading rows' tokens and seqs already taken off) and its rule."""
 
-    units: tuple[Unit, ...]
+    picked: Picked
     budget: int
     after_seq: int
     include_incomplete: bool

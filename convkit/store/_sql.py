@@ -699,7 +699,7 @@ def window(
                     newest[: row.last_seq - low + 1],
                     lead,
                     last_seq=row.last_seq,
-                    choice=Choice(again.units, budget, after_seq, include_incomplete),
+                    choice=Choice(again, budget, after_seq, include_incomplete),
                 )
                 return _groups.Chosen(
                     [*lead, *again.entries], counted_with=counted_with, lead=len(lead)
@@ -750,16 +750,11 @@ def window(
             walked,
             lead,
             last_seq=row.last_seq,
-            choice=Choice(tuple(kept_units), budget, after_seq, include_incomplete),
+            choice=Choice(_groups.picked(kept_units), budget, after_seq, include_incomplete),
         )
     # A policy fits these without walking them again (and, when it counts as the store does,
     # without looking at each).
     return _groups.Chosen([*lead, *chosen.kept], counted_with=counted_with, lead=len(lead))
-
-
-class _Again(NamedTuple):
-    entries: list[StoredMessage]
-    units: tuple[_groups.Unit, ...]
 
 
 def _choose_again(
@@ -768,7 +763,7 @@ def _choose_again(
     budget: int,
     after_seq: int,
     include_incomplete: bool,
-) -> _Again | None:
+) -> _groups.Picked | None:
     """The window chosen from the previous window's units and the rows appended since, when
     that is the window a walk would choose; else None (then the thread is walked).
 
@@ -788,12 +783,12 @@ def _choose_again(
         or not all(_groups.unit_of_its_own(m.message) for m in fresh)
     ):
         return None
-    units = list(choice.units)
-    for stored in reversed(fresh):  # oldest first
-        if include_incomplete or stored.status != "incomplete":
-            units.append(_groups.Unit((stored,), stored.tokens, stored.message.role == "user"))
-    chosen, kept_units = _groups.choose(units, [], budget, over_budget="keep")
-    return _Again(list(chosen.kept), tuple(kept_units))
+    new = [
+        _groups.Unit((stored,), stored.tokens, stored.message.role == "user")
+        for stored in reversed(fresh)  # oldest first
+        if include_incomplete or stored.status != "incomplete"
+    ]
+    return _groups.choose_on_top(choice.picked, new, budget)
 
 
 def export_lines(thread_id: str, emit: Callable[[str], None]) -> Op[None]:
