@@ -342,9 +342,10 @@ def choose_on_top(previous: Picked, new: Sequence[Unit], budget: int) -> Picked:
 
     The same rule, computed from the oldest end: with the total and the last user unit known,
     the units to drop are found by walking up from the oldest one, so a window that moved by
-    a message or two costs a few steps, not one per unit (the rule's greedy walk keeps the
-    smallest suffix within ``budget`` that starts no later than the newest turn; suffix sums
-    only grow downwards, so both walks stop at the same unit).
+    a message or two costs a few steps, not one per unit. (The rule's greedy walk keeps the
+    longest run of newest units that fits ``budget`` and still holds the newest turn; a run's
+    sum only grows as it reaches older units, so walking down from the newest turn and up
+    from the oldest unit stop at the same unit.)
     """
     base = len(previous.units)
     units = previous.units + tuple(new)
