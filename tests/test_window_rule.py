@@ -26,7 +26,6 @@ from convkit.context._groups import (
     Unit,
     choose,
     choose_on_top,
-    picked,
     select,
     units_of,
 )
@@ -256,20 +255,20 @@ def test_choosing_on_top_of_an_earlier_choice_is_choosing_again(
     counter = TrimOldest(MODEL).counter
     history = _counted(convo, statuses, counter)
     units, left_out = units_of(history, counter.count_message)
-    _, kept = choose(units, left_out, first_budget, over_budget="keep")
+    _, first = choose(units, left_out, first_budget, over_budget="keep")
     seq = len(history)
     new = []
     for role, tokens in more:
         seq += 1
         entry = Counted(message=Message(role=role, content="x"), tokens=tokens, seq=seq)
         new.append(Unit((entry,), tokens, role == "user"))
-    both = [*kept, *new]
+    both = [*first.units, *new]
     # the drawn budget, and every suffix's exact sum and one less (where the walks turn)
     suffixes = [sum(u.tokens for u in both[k:]) for k in range(len(both))]
     for b in {budget, *suffixes, *(max(0, t - 1) for t in suffixes)}:
-        want, want_units = choose(both, [], b, over_budget="keep")
-        got = choose_on_top(picked(kept), new, b)
-        assert got.units == tuple(want_units), b
+        want, want_picked = choose(both, [], b, over_budget="keep")
+        got = choose_on_top(first, new, b)
+        assert got.units == want_picked.units, b
         assert got.entries == want.kept
         assert got.tokens == want.tokens
-        assert got == picked(want_units)  # and it goes on from there the same way
+        assert got == want_picked  # and it goes on from there the same way

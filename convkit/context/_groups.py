@@ -47,7 +47,6 @@ __all__ = [
     "Picked",
     "choose",
     "choose_on_top",
-    "picked",
     "select",
     "unit_of_its_own",
     "units_of",
@@ -271,6 +270,17 @@ def select(
     )[0]  # fmt: skip
 
 
+class Picked(NamedTuple):
+    """What :func:`choose` kept, in the form :func:`choose_on_top` goes on from: the units
+    (oldest first), their entries, their tokens (without the prefix), and the index of the
+    last unit that starts with a user message (None if none does)."""
+
+    units: tuple[Unit, ...]
+    entries: tuple[Any, ...]
+    tokens: int
+    last_user: int | None
+
+
 def choose(
     units: list[Unit],
     left_out: list[int],
@@ -279,9 +289,9 @@ def choose(
     prefix_tokens: int = 0,
     over_budget: str = "raise",
     truncate: Truncate | None = None,
-) -> tuple[Selection, list[Unit]]:
+) -> tuple[Selection, Picked]:
     """:func:`select` over history already split by :func:`units_of` (``units`` and the seqs
-    it left out, a list this extends): the selection, and the units it keeps."""
+    it left out, a list this extends): the selection, and what it keeps as :class:`Picked`."""
     last_user = next((k for k in range(len(units) - 1, -1, -1) if units[k].starts_user), None)
     first_mandatory = last_user if last_user is not None else len(units)
     need = prefix_tokens + sum(u.tokens for u in units[first_mandatory:])
@@ -307,34 +317,18 @@ def choose(
     else:
         while start < len(units) and units[start].entries[0].message.role in _NOT_A_START:
             start += 1
-    chosen = units[start:]
+    chosen = tuple(units[start:])
     kept = tuple([e for u in chosen for e in u.entries])
     if start:
         left_out.extend([e.seq for u in units[:start] for e in u.entries])
         left_out.sort()
     elif len(left_out) > 1:
         left_out.sort()
-    tokens = prefix_tokens + sum([u.tokens for u in chosen])
-    return Selection(kept, tuple(left_out), tokens, truncated), chosen
-
-
-class Picked(NamedTuple):
-    """What :func:`choose` kept, in the form :func:`choose_on_top` goes on from: the units
-    (oldest first), their entries, their tokens, and the index of the last unit that starts
-    with a user message (None if none does)."""
-
-    units: tuple[Unit, ...]
-    entries: tuple[Any, ...]
-    tokens: int
-    last_user: int | None
-
-
-def picked(units: Sequence[Unit]) -> Picked:
-    """The :class:`Picked` form of units :func:`choose` kept."""
-    units = tuple(units)
-    last_user = next((k for k in range(len(units) - 1, -1, -1) if units[k].starts_user), None)
-    entries = tuple([e for u in units for e in u.entries])
-    return Picked(units, entries, sum([u.tokens for u in units]), last_user)
+    tokens = sum([u.tokens for u in chosen])
+    return (
+        Selection(kept, tuple(left_out), prefix_tokens + tokens, truncated),
+        Picked(chosen, kept, tokens, None if last_user is None else last_user - start),
+    )
 
 
 def choose_on_top(previous: Picked, new: Sequence[Unit], budget: int) -> Picked:

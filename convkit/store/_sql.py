@@ -117,10 +117,9 @@ _LINEAGE = select(
 ).where(ThreadRow.id == bindparam("tid"))
 
 
-def _thread_row(thread_id: str, *, lock: bool = False, stmt: Any = None) -> Op[Row[Any]]:
-    # A row lock on PostgreSQL (SQLite ignores it; its write transactions are exclusive).
-    if stmt is None:
-        stmt = _THREAD_LOCKED if lock else _THREAD
+def _thread_row(thread_id: str, stmt: Any = _THREAD) -> Op[Row[Any]]:
+    # _THREAD_LOCKED takes a row lock on PostgreSQL (SQLite ignores it; its write
+    # transactions are exclusive); _LINEAGE reads only what a lineage needs.
     row = (yield Q(stmt, {"tid": thread_id})).one_or_none()
     if row is None:
         raise ThreadNotFoundError(thread_id)
@@ -135,11 +134,11 @@ def lineage(thread_id: str, *, full: bool = False) -> Op[tuple[Row[Any], list[Se
     segment is capped at the thread's ``last_seq`` as read here, so every read of one
     operation sees the same history even if an append commits in between.
     """
-    row = yield from _thread_row(thread_id, stmt=_THREAD if full else _LINEAGE)
+    row = yield from _thread_row(thread_id, _THREAD if full else _LINEAGE)
     found = [(row.id, row.last_seq)]
     cap, parent_id = row.fork_seq, row.parent_id
     while parent_id is not None and cap is not None and cap > 0:
-        parent = yield from _thread_row(parent_id, stmt=_LINEAGE)
+        parent = yield from _thread_row(parent_id, _LINEAGE)
         if cap > (parent.fork_seq or 0):
             found.append((parent.id, cap))
         if parent.fork_seq is not None:
@@ -282,7 +281,7 @@ def delete_thread(thread_id: str) -> Op[None]:
     a copy of the rows it was sharing from the parent itself (not from further ancestors) and is
     re-attached to the grandparent.
     """
-    row = yield from _thread_row(thread_id, lock=True)
+    row = yield from _thread_row(thread_id, _THREAD_LOCKED)
     children = (
         yield Q(select(*THREAD_COLUMNS).where(ThreadRow.parent_id == thread_id).with_for_update())
     ).all()
@@ -308,7 +307,7 @@ def delete_thread(thread_id: str) -> Op[None]:
 
 def fork(thread_id: str, at_seq: int | None, values: dict[str, Any]) -> Op[Thread]:
     """Create a thread sharing ``thread_id``'s history up to ``at_seq`` (no rows copied)."""
-    parent = yield from _thread_row(thread_id, lock=True)
+    parent = yield from _thread_row(thread_id, _THREAD_LOCKED)
     point = parent.last_seq if at_seq is None else at_seq
     if point > parent.last_seq:
         raise StoreValueError(
@@ -739,7 +738,7 @@ def window(
                 first_page=last_seq - anchor + 1,
             )
     units, left_out = _groups.units_of(tail.entries, count, include_incomplete=include_incomplete)
-    chosen, kept_units = _groups.choose(units, left_out, budget, over_budget="keep")
+    chosen, picked = _groups.choose(units, left_out, budget, over_budget="keep")
     if recent is not None:
         # Kept only if these are one lineage's rows (RecentRows.put checks): on PostgreSQL each
         # statement sees the latest commits, and an ancestor deleted mid-read moves its rows
@@ -750,7 +749,7 @@ def window(
             walked,
             lead,
             last_seq=row.last_seq,
-            choice=Choice(_groups.picked(kept_units), budget, after_seq, include_incomplete),
+            choice=Choice(picked, budget, after_seq, include_incomplete),
         )
     # A policy fits these without walking them again (and, when it counts as the store does,
     # without looking at each).
