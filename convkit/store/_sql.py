@@ -528,9 +528,11 @@ def messages(
     The thread's ``last_seq`` says where every wanted row is: the newest N are the seq range
     ``(last_seq - N, last_seq]``, one range query per segment it touches. With ``join``
     (SQLite), a thread that is not a fork (or whose wanted range lies after its fork point) is
-    read in one statement.
+    read in one statement. A read of the whole thread takes the light lineage read and plain
+    range queries instead: joined, the thread's columns would ride on every row (about a
+    tenth of the rows' fetch cost at 10,000 rows).
     """
-    if not join:
+    if not join or (last is None and limit is None and after_seq == 0):
         return (yield from _messages_by_segment(thread_id, last, after_seq, limit))
     hi = _ALL if last is not None or limit is None else min(_ALL, after_seq + limit)
     params = {"tid": thread_id, "last": _ALL if last is None else last, "lo": after_seq, "hi": hi}
