@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
@@ -38,6 +36,7 @@ from convkit.store._engine import (
 from convkit.store._recent import DEFAULT_MAX_ROWS
 from convkit.store._sync import SyncRunner
 from convkit.store._values import StoredMessage, Summary, Thread, ThreadPage
+from convkit.store._workers import Workers
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -113,7 +112,7 @@ class AsyncStore:
         #: SQLite files only: the sync engine the operations run on, in worker threads.
         self.thread_engine: Engine | None = None
         self._threads: SyncRunner | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._workers: Workers | None = None
         if self._dialect == "sqlite" and not is_memory(self._base.url):
             # aiosqlite hops to its worker thread for every cursor call (execute, fetch,
             # close: ~90 us a statement measured, an append takes five statements); one hop
@@ -158,9 +157,9 @@ class AsyncStore:
 
     async def aclose(self) -> None:
         """Close every pooled connection; the store can still be used (it reconnects)."""
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False)  # idle by now: every operation was awaited
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.close()  # idle by now: every operation was awaited
         if self.thread_engine is not None:
             self.thread_engine.dispose()
         await self.engine.dispose()
@@ -185,13 +184,11 @@ class AsyncStore:
                 op.close()
                 raise
         if self._threads is not None:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    max_workers=_SQLITE_THREADS, thread_name_prefix="convkit-sqlite"
-                )
+            if self._workers is None:
+                self._workers = Workers(_SQLITE_THREADS, "convkit-sqlite")
             run = partial(self._threads.run, op, write=write, core=core)
             with database_errors(self.url):
-                return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+                return await self._workers.run(run)
         with database_errors(self.url):
             if core:
                 # Core statements only: a bare connection skips the ORM session's bookkeeping.
