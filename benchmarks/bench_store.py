@@ -103,8 +103,10 @@ class SyncLib:
     def measure(self, kind: str, tid: str) -> float:
         fn = {"last": self.last, "window": self.window, "all": self.all}[kind]
         t0 = time.perf_counter()
-        fn(tid)
-        return time.perf_counter() - t0
+        got = fn(tid)
+        took = time.perf_counter() - t0
+        del got  # freed after the clock stops, as the async libraries' results are
+        return took
 
     def last(self, tid: str) -> Any: ...
     def window(self, tid: str) -> Any: ...
@@ -130,14 +132,14 @@ class Convkit(SyncLib):
         for i in range(0, len(messages), 1000):
             self.store.append_many(tid, [NewMessage(message=m) for m in messages[i : i + 1000]])
 
-    def last(self, tid: str) -> int:
-        return len(self.store.messages(tid, last=LAST))
+    def last(self, tid: str) -> Any:
+        return self.store.messages(tid, last=LAST)
 
-    def window(self, tid: str) -> int:
-        return len(self.store.window(tid, BUDGET))
+    def window(self, tid: str) -> Any:
+        return self.store.window(tid, BUDGET)
 
-    def all(self, tid: str) -> int:
-        return len(self.store.messages(tid))
+    def all(self, tid: str) -> Any:
+        return self.store.messages(tid)
 
     def close(self) -> None:
         self.store.close()
@@ -159,8 +161,10 @@ class AsyncLib:
 
         async def timed() -> float:
             t0 = time.perf_counter()
-            await fn(tid)
-            return time.perf_counter() - t0
+            got = await fn(tid)
+            took = time.perf_counter() - t0
+            del got  # (the event loop may hold the result a little longer anyway)
+            return took
 
         return float(self.run(timed()))
 
@@ -193,14 +197,14 @@ class ConvkitAsync(AsyncLib):
 
         self.run(go())
 
-    async def last(self, tid: str) -> int:
-        return len(await self.store.messages(tid, last=LAST))
+    async def last(self, tid: str) -> Any:
+        return await self.store.messages(tid, last=LAST)
 
-    async def window(self, tid: str) -> int:
-        return len(await self.store.window(tid, BUDGET))
+    async def window(self, tid: str) -> Any:
+        return await self.store.window(tid, BUDGET)
 
-    async def all(self, tid: str) -> int:
-        return len(await self.store.messages(tid))
+    async def all(self, tid: str) -> Any:
+        return await self.store.messages(tid)
 
     def close(self) -> None:
         self.run(self.store.aclose())
@@ -234,14 +238,14 @@ class AgentsSQLite(AsyncLib):
         for i in range(0, len(messages), 1000):
             self.run(self.sessions[tid].add_items([dict(m) for m in messages[i : i + 1000]]))
 
-    async def last(self, tid: str) -> int:
-        return len(await self.sessions[tid].get_items(limit=LAST))
+    async def last(self, tid: str) -> Any:
+        return await self.sessions[tid].get_items(limit=LAST)
 
-    async def window(self, tid: str) -> int:
-        return len(fit_newest_first(await self.sessions[tid].get_items(), BUDGET))
+    async def window(self, tid: str) -> Any:
+        return fit_newest_first(await self.sessions[tid].get_items(), BUDGET)
 
-    async def all(self, tid: str) -> int:
-        return len(await self.sessions[tid].get_items())
+    async def all(self, tid: str) -> Any:
+        return await self.sessions[tid].get_items()
 
     def close(self) -> None:
         for s in self.sessions.values():
@@ -281,14 +285,14 @@ class AgentsSQLAlchemy(AsyncLib):
         for i in range(0, len(messages), 1000):
             self.run(self.sessions[tid].add_items([dict(m) for m in messages[i : i + 1000]]))
 
-    async def last(self, tid: str) -> int:
-        return len(await self.sessions[tid].get_items(limit=LAST))
+    async def last(self, tid: str) -> Any:
+        return await self.sessions[tid].get_items(limit=LAST)
 
-    async def window(self, tid: str) -> int:
-        return len(fit_newest_first(await self.sessions[tid].get_items(), BUDGET))
+    async def window(self, tid: str) -> Any:
+        return fit_newest_first(await self.sessions[tid].get_items(), BUDGET)
 
-    async def all(self, tid: str) -> int:
-        return len(await self.sessions[tid].get_items())
+    async def all(self, tid: str) -> Any:
+        return await self.sessions[tid].get_items()
 
     def close(self) -> None:
         self.run(self.engine.dispose())
@@ -327,14 +331,14 @@ class LangChain(SyncLib):
         roles = {"human": "user", "ai": "assistant"}
         return [{"role": roles[m.type], "content": m.content} for m in self.histories[tid].messages]
 
-    def last(self, tid: str) -> int:
-        return len(self._wire(tid)[-LAST:])  # no "last N" query: the whole thread is loaded
+    def last(self, tid: str) -> Any:
+        return self._wire(tid)[-LAST:]  # no "last N" query: the whole thread is loaded
 
-    def window(self, tid: str) -> int:
-        return len(fit_newest_first(self._wire(tid), BUDGET))
+    def window(self, tid: str) -> Any:
+        return fit_newest_first(self._wire(tid), BUDGET)
 
-    def all(self, tid: str) -> int:
-        return len(self._wire(tid))
+    def all(self, tid: str) -> Any:
+        return self._wire(tid)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -733,6 +737,74 @@ def run_hops(appends: int, sizes: list[int], repeat: int) -> str:
     return "### aiosqlite\n\n" + _table(["`SELECT 1`", "µs per statement"], rows)
 
 
+def run_whole(appends: int, sizes: list[int], repeat: int) -> str:
+    """Where a whole-thread read's time goes (10,000 rows), step by step, beside the SDK's.
+
+    convkit's steps are the ones ``Store.messages()`` takes on SQLite (the same statement
+    text, ``json.loads`` of the page, ``messages_from_rows``); the SDK's are what
+    ``SQLiteSession.get_items()`` does (one column, ``json.loads`` per row). Best of
+    ``max(repeat, 15)`` each, steps alternating.
+    """
+    import json
+    import sqlite3
+
+    from convkit.store._raw import RawRunner
+    from convkit.store._rows import messages_from_rows
+    from convkit.store._sql import _RANGE_ASC
+
+    tmp = Path(tempfile.mkdtemp(prefix="convkit-bench-"))
+    rounds = max(repeat, 15)
+    try:
+        lib = Convkit(f"sqlite:///{tmp / 'convkit'}.sqlite3")
+        agents = AgentsSQLite(str(tmp / "agents.sqlite3"))
+        history = list(conversation(WHOLE))
+        tid, sid = lib.new_thread(), agents.new_thread()
+        lib.fill(tid, history)
+        agents.fill(sid, history)
+        plan = RawRunner(lib.store.engine)._plan(_RANGE_ASC, {"tid": tid, "lo": 0, "hi": WHOLE})
+        args = plan.args({"tid": tid, "lo": 0, "hi": WHOLE})
+        ours = sqlite3.connect(str(tmp / "convkit.sqlite3"))
+        theirs = sqlite3.connect(str(tmp / "agents.sqlite3"))
+        sdk_sql = "SELECT message_data FROM agent_messages WHERE session_id = ? ORDER BY id ASC"
+        rows = ours.execute(plan.sql, args).fetchall()
+        payloads = json.loads("[" + ",".join([r[1] for r in rows]) + "]")
+        their_rows = theirs.execute(sdk_sql, (sid,)).fetchall()
+        steps: dict[str, Callable[[], Any]] = {
+            "convkit: fetch the 10 columns": lambda: ours.execute(plan.sql, args).fetchall(),
+            "convkit: json.loads of the page": lambda: json.loads(
+                "[" + ",".join([r[1] for r in rows]) + "]"
+            ),
+            "convkit: build Message + StoredMessage values": lambda: messages_from_rows(rows, tid),
+            "convkit: Store.messages() whole": lambda: lib.store.messages(tid),
+            "SDK: fetch message_data": lambda: theirs.execute(sdk_sql, (sid,)).fetchall(),
+            "SDK: json.loads per row": lambda: [json.loads(r[0]) for r in their_rows],
+            "SDK: get_items() whole": lambda: agents.run(agents.sessions[sid].get_items()),
+        }
+        assert len(payloads) == len(their_rows) == WHOLE
+        best = {name: float("inf") for name in steps}
+        for _ in range(rounds):
+            for name, step in steps.items():
+                gc.collect()
+                t0 = time.perf_counter()
+                got = step()
+                best[name] = min(best[name], time.perf_counter() - t0)
+                del got  # freed after the clock stops, for every step
+        ours.close()
+        theirs.close()
+        lib.close()
+        agents.close()
+    finally:
+        for p in tmp.iterdir():
+            p.unlink()
+        tmp.rmdir()
+    whole = best["SDK: get_items() whole"]
+    table = _table(
+        ["step (10,000 rows)", "ms", "vs SDK get_items()"],
+        [[name, f"{t * 1e3:.2f}", f"{t / whole:.2f}x"] for name, t in best.items()],
+    )
+    return "### Whole-thread read, step by step (SQLite)\n\n" + table
+
+
 def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
     """The store-backed turn (append, window, fit) against the same fit over in-memory messages.
 
@@ -873,7 +945,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backends",
         default="sqlite,postgresql,hops,turn",
-        help="sqlite, postgresql, hops and/or turn",
+        help="sqlite, postgresql, hops, turn and/or whole",
     )
     parser.add_argument(
         "--quick", action="store_true", help="--appends 500 --sizes 1000,10000 --repeat 5"
@@ -890,6 +962,7 @@ def main(argv: list[str] | None = None) -> int:
             "postgresql": run_postgres,
             "hops": run_hops,
             "turn": run_turn,
+            "whole": run_whole,
         }[backend]
         print(run(args.appends, sizes, args.repeat) + "\n", flush=True)
         print(f"  done: {backend} ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
