@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import chain
 from typing import Any, TypeVar, Union, cast
 
 import attrs
@@ -284,12 +285,21 @@ def _exact(
         return False
     if tools and not counter.measure_tools(tools, tool_choice).exact:
         return False
-    for m in (*prefix, *(c.message for c in kept)):
-        if m.tool_calls or m.role in ("tool", "function"):
+    for m in chain(prefix, [c.message for c in kept]):
+        # Counted exactly: no tool call or result, and text only (~100 messages a window).
+        if m.tool_calls or m.role in _TOOL_ROLES:
             return False
-        if isinstance(m.content, tuple) and any(not isinstance(p, TextPart) for p in m.content):
+        content = m.content
+        if (
+            content.__class__ is not str
+            and content is not None
+            and not all(isinstance(p, TextPart) for p in content)
+        ):
             return False
     return True
+
+
+_TOOL_ROLES = frozenset({"tool", "function"})
 
 
 def _split_prefix(msgs: Sequence[Message]) -> int:
