@@ -91,6 +91,25 @@ class Kept:
         """The seq of the oldest row kept."""
         return self.newest[-1].seq
 
+    def on_top(
+        self, fresh: Sequence[StoredMessage], *, down_to: int, choice: Choice | None
+    ) -> Kept:
+        """These rows with ``fresh`` (the rows appended since, newest first) on top, the ones
+        below seq ``down_to`` left out, and ``choice``: a window's next run, checking only what
+        is new (the rest was checked when it was kept). ``ValueError`` as the constructor."""
+        last_seq = self.top + len(fresh)
+        for i, m in enumerate(fresh):
+            if m.seq != last_seq - i:
+                raise ValueError("not one lineage's rows: fresh rows from last_seq down")
+        newest = (*fresh, *self.newest)[: max(1, last_seq - down_to + 1)]
+        kept: Kept = object.__new__(Kept)
+        kept.incarnation = self.incarnation
+        kept.choice = choice
+        kept.newest = newest
+        kept.lead = self.lead
+        kept.top = last_seq
+        return kept
+
 
 class RecentRows:
     """Per-thread runs of newest rows, least recently read dropped first (see the module)."""
@@ -135,6 +154,19 @@ class RecentRows:
         try:
             kept = Kept(incarnation, newest, lead, last_seq=last_seq, choice=choice)
         except ValueError:  # an empty walk, or a read that raced a change of the lineage
+            self.forget(thread_id)
+            return
+        with self._lock:
+            self._drop(thread_id)
+            self._kept[thread_id] = kept
+            self._rows += size
+            while self._rows > self.max_rows and self._kept:
+                self._drop(next(iter(self._kept)))
+
+    def replace(self, thread_id: str, kept: Kept) -> None:
+        """Keep ``kept`` (made by :meth:`Kept.on_top` from what was kept) for the thread."""
+        size = len(kept.newest) + len(kept.lead)
+        if size > self.max_rows // 4:
             self.forget(thread_id)
             return
         with self._lock:

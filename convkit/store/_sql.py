@@ -690,18 +690,14 @@ def window(
             again = _choose_again(kept, fresh, budget, after_seq, include_incomplete)
             if again is not None:
                 assert recent is not None  # what was kept came from it
-                newest = [*fresh, *kept.newest]
                 # Rows below the window are not needed again by a window like this one (one
                 # with a larger budget reads them back from the database).
                 low = again.entries[0].seq if again.entries else row.last_seq
-                recent.put(
-                    thread_id,
-                    row.incarnation,
-                    newest[: row.last_seq - low + 1],
-                    lead,
-                    last_seq=row.last_seq,
-                    choice=Choice(again, budget, after_seq, include_incomplete),
-                )
+                choice = Choice(again, budget, after_seq, include_incomplete)
+                try:
+                    recent.replace(thread_id, kept.on_top(fresh, down_to=low, choice=choice))
+                except ValueError:  # a read that raced a change of the lineage
+                    recent.forget(thread_id)
                 return _groups.Chosen(
                     [*lead, *again.entries], counted_with=counted_with, lead=len(lead)
                 )

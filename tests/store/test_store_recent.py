@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import random
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -342,3 +343,43 @@ def test_a_read_that_raced_a_deleted_ancestor_is_not_kept(
                 plain.window(fork, 10_000, after_seq=after)
             )
         assert [m.seq for m in kept.window(fork, 10_000)] == list(range(1, 14))
+
+
+def _rows(*seqs: int) -> list[StoredMessage]:
+    return [
+        StoredMessage(
+            thread_id="t",
+            seq=seq,
+            message=Message.user(f"m{seq}"),
+            tokens=5,
+            encoding="o200k_base",
+            status="complete",
+            usage=None,
+            created_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+            metadata={},
+        )
+        for seq in seqs
+    ]
+
+
+def test_kept_on_top_checks_the_new_rows_and_cuts_below_the_window() -> None:
+    from convkit.store._recent import Kept, RecentRows
+
+    kept = Kept("inc", _rows(10, 9, 8, 7), _rows(1), last_seq=10)
+    on_top = kept.on_top(_rows(12, 11), down_to=8, choice=None)
+    assert [m.seq for m in on_top.newest] == [12, 11, 10, 9, 8]
+    assert (on_top.top, on_top.bottom, on_top.lead, on_top.incarnation) == (12, 8, kept.lead, "inc")
+    # The same run a full check makes of those rows.
+    again = Kept("inc", [*_rows(12, 11), *kept.newest][:5], kept.lead, last_seq=12)
+    assert (again.newest, again.top) == (on_top.newest, on_top.top)
+    assert [m.seq for m in kept.on_top([], down_to=10, choice=None).newest] == [10]
+    for fresh in (_rows(13, 12), _rows(11, 12), _rows(12)):  # a gap, upside down, a gap
+        with pytest.raises(ValueError, match="lineage"):
+            kept.on_top(fresh, down_to=8, choice=None)
+    recent = RecentRows(max_rows=24)
+    recent.put("t", "inc", kept.newest, kept.lead, last_seq=10)
+    assert len(recent) == 5
+    recent.replace("t", on_top)
+    assert len(recent) == 6 and recent.get("t", "inc") is on_top
+    recent.replace("t", Kept("inc", _rows(*range(40, 33, -1)), last_seq=40))  # over 24 // 4
+    assert len(recent) == 0 and recent.get("t", "inc") is None
