@@ -805,6 +805,9 @@ def run_whole(appends: int, sizes: list[int], repeat: int) -> str:
     return "### Whole-thread read, step by step (SQLite)\n\n" + table
 
 
+_ASLEEP = "synchronous=normal, 0.2 ms asleep after the append"
+
+
 def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
     """The store-backed turn (append, window, fit) against the same fit over in-memory messages.
 
@@ -842,6 +845,13 @@ def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
                     counter=COUNTER,
                     keep_rows=0,
                 ),
+                # What sleeping through a sync costs the work after it: the same store as
+                # synchronous=normal, 0.2 ms asleep (outside the clock) after each append.
+                _ASLEEP: Store(
+                    f"sqlite:///{tmp / f'turn{n}s'}.sqlite3?synchronous=normal",
+                    create_tables=True,
+                    counter=COUNTER,
+                ),
             }
             tids = {}
             for label, store in stores.items():
@@ -877,6 +887,10 @@ def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
                         t0 = time.perf_counter()
                         store.append(tids[label], d)
                         t1 = time.perf_counter()
+                        if label == _ASLEEP:
+                            time.sleep(0.0002)
+                            t0 += time.perf_counter() - t1  # the sleep is not the turn's
+                            t1 = time.perf_counter()
                         window = store.window(tids[label], policy.read_plan(system=system))
                         policy.fit(window, system=system)
                         t2 = time.perf_counter()
