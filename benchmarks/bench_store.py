@@ -211,21 +211,10 @@ class ConvkitAsync(AsyncLib):
         self.loop.close()
 
 
-class AgentsSQLite(AsyncLib):
-    name = "Agents SDK SQLiteSession"
+class AgentsSession(AsyncLib):
+    """What the Agents SDK's sessions share: ``add_items`` and ``get_items``."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        from agents.memory import SQLiteSession
-
-        self._cls = SQLiteSession
-        self.path = path
-        self.sessions: dict[str, Any] = {}
-
-    def new_thread(self) -> str:
-        tid = uuid.uuid4().hex
-        self.sessions[tid] = self._cls(tid, self.path)
-        return tid
+    sessions: dict[str, Any]
 
     def append_chunk(self, tid: str, msgs: list[dict[str, str]]) -> None:
         async def go() -> None:
@@ -247,13 +236,30 @@ class AgentsSQLite(AsyncLib):
     async def all(self, tid: str) -> Any:
         return await self.sessions[tid].get_items()
 
+
+class AgentsSQLite(AgentsSession):
+    name = "Agents SDK SQLiteSession"
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        from agents.memory import SQLiteSession
+
+        self._cls = SQLiteSession
+        self.path = path
+        self.sessions: dict[str, Any] = {}
+
+    def new_thread(self) -> str:
+        tid = uuid.uuid4().hex
+        self.sessions[tid] = self._cls(tid, self.path)
+        return tid
+
     def close(self) -> None:
         for s in self.sessions.values():
             s.close()
         self.loop.close()
 
 
-class AgentsSQLAlchemy(AsyncLib):
+class AgentsSQLAlchemy(AgentsSession):
     name = "Agents SDK SQLAlchemySession"
 
     def __init__(self, url: str) -> None:
@@ -273,26 +279,6 @@ class AgentsSQLAlchemy(AsyncLib):
         self.sessions[tid] = self._cls(tid, engine=self.engine, create_tables=True)
         self.run(self.sessions[tid].get_items(limit=1))  # creates the tables
         return tid
-
-    def append_chunk(self, tid: str, msgs: list[dict[str, str]]) -> None:
-        async def go() -> None:
-            for m in msgs:
-                await self.sessions[tid].add_items([dict(m)])
-
-        self.run(go())
-
-    def fill(self, tid: str, messages: list[dict[str, str]]) -> None:
-        for i in range(0, len(messages), 1000):
-            self.run(self.sessions[tid].add_items([dict(m) for m in messages[i : i + 1000]]))
-
-    async def last(self, tid: str) -> Any:
-        return await self.sessions[tid].get_items(limit=LAST)
-
-    async def window(self, tid: str) -> Any:
-        return fit_newest_first(await self.sessions[tid].get_items(), BUDGET)
-
-    async def all(self, tid: str) -> Any:
-        return await self.sessions[tid].get_items()
 
     def close(self) -> None:
         self.run(self.engine.dispose())

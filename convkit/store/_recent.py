@@ -156,15 +156,11 @@ class RecentRows:
         except ValueError:  # an empty walk, or a read that raced a change of the lineage
             self.forget(thread_id)
             return
-        with self._lock:
-            self._drop(thread_id)
-            self._kept[thread_id] = kept
-            self._rows += size
-            while self._rows > self.max_rows and self._kept:
-                self._drop(next(iter(self._kept)))
+        self.replace(thread_id, kept)
 
     def replace(self, thread_id: str, kept: Kept) -> None:
-        """Keep ``kept`` (made by :meth:`Kept.on_top` from what was kept) for the thread."""
+        """Keep ``kept`` for the thread (one :meth:`put` made, or :meth:`Kept.on_top`), if
+        small enough (else forget what was kept for the thread)."""
         size = len(kept.newest) + len(kept.lead)
         if size > self.max_rows // 4:
             self.forget(thread_id)
