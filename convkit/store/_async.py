@@ -312,7 +312,9 @@ class AsyncStore:
 
         See :meth:`Store.window <convkit.store.Store.window>`.
         """
-        op = self._base._prepare_window(thread_id, budget, after_seq, include_incomplete)
+        op = self._base._prepare_window(
+            thread_id, budget, after_seq, include_incomplete, self._dialect
+        )
         return await self._run(op, write=False, core=True)
 
     # ---- summaries

@@ -401,6 +401,7 @@ class StoreBase:
         budget: int | ReadPlan,
         after_seq: int | None,
         include_incomplete: bool,
+        dialect: str,
     ) -> _sql.Op[list[StoredMessage]]:
         check_thread_id(thread_id)
         if isinstance(budget, ReadPlan):
@@ -418,6 +419,7 @@ class StoreBase:
             count=self.counter.count_message,
             recent=self.recent,
             counted_with=self.counting_key,
+            join=dialect == "sqlite",
         )
 
     def _prepare_fork(

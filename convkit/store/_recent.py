@@ -134,6 +134,10 @@ class RecentRows:
             self._kept.move_to_end(thread_id)
             return kept
 
+    def peek(self, thread_id: str) -> Kept | None:
+        """What is kept for the thread, whatever its incarnation (:meth:`get` checks that)."""
+        return self._kept.get(thread_id) if self.max_rows else None
+
     def put(
         self,
         thread_id: str,

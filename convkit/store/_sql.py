@@ -135,6 +135,11 @@ def lineage(thread_id: str, *, full: bool = False) -> Op[tuple[Row[Any], list[Se
     operation sees the same history even if an append commits in between.
     """
     row = yield from _thread_row(thread_id, _THREAD if full else _LINEAGE)
+    return row, (yield from _segments_of(row))
+
+
+def _segments_of(row: Any) -> Op[list[Segment]]:
+    """The segments of the lineage whose newest thread row is ``row`` (its ancestors read)."""
     found = [(row.id, row.last_seq)]
     cap, parent_id = row.fork_seq, row.parent_id
     while parent_id is not None and cap is not None and cap > 0:
@@ -149,7 +154,7 @@ def lineage(thread_id: str, *, full: bool = False) -> Op[tuple[Row[Any], list[Se
         Segment(tid, top, found[i + 1][1] if i + 1 < len(found) else 0)
         for i, (tid, top) in enumerate(found)
     ]
-    return row, segments
+    return segments
 
 
 def create_thread(values: dict[str, Any]) -> Op[Thread]:
@@ -500,6 +505,35 @@ _NEWEST = (
     .where(_t.id == bindparam("tid"))
 )
 _N = len(MESSAGE_COLUMNS)  # where _NEWEST's thread columns start
+# SQLite, a window with kept rows: the thread row (what a lineage needs of it) and the rows
+# appended since the kept ones, in one statement, as _NEWEST does for messages().
+_LINEAGE_AND_NEW = (
+    select(*MESSAGE_COLUMNS, _t.id, _t.parent_id, _t.fork_seq, _t.last_seq, _t.incarnation)
+    .select_from(
+        threads_t.outerjoin(
+            messages_t,
+            and_(
+                _m.thread_id == _t.id,
+                _m.seq > bindparam("lo", type_=Integer),
+                _m.seq <= bindparam("hi", type_=Integer),
+                _m.seq <= _t.last_seq,
+            ),
+        )
+    )
+    .where(_t.id == bindparam("tid"))
+)
+
+
+class _LineageRow(NamedTuple):
+    """The columns of a thread row a lineage needs, as ``_LINEAGE`` reads them."""
+
+    id: str
+    parent_id: str | None
+    fork_seq: int | None
+    last_seq: int
+    incarnation: str | None
+
+
 _by_seq = itemgetter(0)
 _ALL = 2**31 - 1  # "no bound" for the seq parameters (seq is a 32-bit column)
 
@@ -515,9 +549,10 @@ PREBUILT = (
     _RANGE_ASC,
     _RANGE_DESC,
     _NEWEST,
+    _LINEAGE_AND_NEW,
 )
 #: Of those, the ones whose rows are message pages, read by position only (never by name).
-MESSAGE_PAGES = (_RANGE_ASC, _RANGE_DESC, _NEWEST)
+MESSAGE_PAGES = (_RANGE_ASC, _RANGE_DESC, _NEWEST, _LINEAGE_AND_NEW)
 
 
 def messages(
@@ -630,6 +665,7 @@ def window(
     count: Callable[[Message], int],
     recent: RecentRows | None = None,
     counted_with: str | None = None,
+    join: bool = False,
 ) -> Op[list[StoredMessage]]:
     """The newest user turn, whatever its size, then older whole units that fit ``budget``.
 
@@ -645,8 +681,22 @@ def window(
     if the window reaches below them (:mod:`convkit.store._recent` says why they are right).
     When what the previous window chose can be chosen from again (:func:`_choose_again`),
     nothing is walked. The window carries ``counted_with``, the counting key of its rows.
+    With ``join`` (SQLite) and rows kept, the thread row and the rows appended since come in
+    one statement (:data:`_LINEAGE_AND_NEW`).
     """
-    row, segments = yield from lineage(thread_id)
+    new_rows: tuple[int, list[Any]] | None = None  # (the seq they lie above, the rows)
+    peek = None if recent is None or not join else recent.peek(thread_id)
+    if peek is not None:
+        lo = max(after_seq, peek.top)
+        params = {"tid": thread_id, "lo": lo, "hi": lo + _MAX_NEW}
+        rows = list((yield Q(_LINEAGE_AND_NEW, params)).all())
+        if not rows:
+            raise ThreadNotFoundError(thread_id)
+        row: Any = _LineageRow(*rows[0][_N:])
+        segments = yield from _segments_of(row)
+        new_rows = (lo, [r for r in rows if r[0] is not None])
+    else:
+        row, segments = yield from lineage(thread_id)
     kept = None if recent is None else recent.get(thread_id, row.incarnation)
     if kept is not None and not (kept.top <= row.last_seq <= kept.top + _MAX_NEW):
         kept = None
@@ -685,7 +735,16 @@ def window(
             return True
 
         floor = max(after_seq, kept.top)
-        yield from walk_newest_first(segments, collect, after_seq=floor)
+        if (
+            new_rows is not None
+            and new_rows[0] == floor
+            and floor >= segments[0].floor  # all of them in the thread's own rows
+            and len(new_rows[1]) == row.last_seq - floor
+        ):
+            for r in sorted(new_rows[1], key=_by_seq, reverse=True):
+                collect(r, None)
+        else:
+            yield from walk_newest_first(segments, collect, after_seq=floor)
         if len(fresh) == row.last_seq - floor:  # every row since, as the thread row says
             again = _choose_again(kept, fresh, budget, after_seq, include_incomplete)
             if again is not None:

@@ -326,7 +326,9 @@ class Store:
         unless ``include_incomplete=False``; the window starts on a user message. A thread
         without a user message gets only what fits. Only the window's rows are read.
         """
-        op = self._base._prepare_window(thread_id, budget, after_seq, include_incomplete)
+        op = self._base._prepare_window(
+            thread_id, budget, after_seq, include_incomplete, self._dialect
+        )
         return self._run(op, write=False, core=True)
 
     # ---- summaries

@@ -76,8 +76,9 @@ def test_the_next_window_builds_only_the_new_rows(store_url: URL, counter: Token
 
 
 @pytest.mark.reliability
+@pytest.mark.parametrize("fork", [False, True], ids=["thread", "fork"])
 def test_windows_equal_a_store_keeping_nothing_through_a_random_history(
-    store_url: URL, counter: TokenCounter
+    store_url: URL, counter: TokenCounter, fork: bool
 ) -> None:
     rng = random.Random(7)
     with (
@@ -87,6 +88,10 @@ def test_windows_equal_a_store_keeping_nothing_through_a_random_history(
     ):
         tid = kept.create_thread().id
         n = 0
+        if fork:  # a fork's history starts in its parent's rows
+            kept.append_many(tid, [_message(rng, i) for i in range(1, 31)])
+            tid = kept.fork(tid, at_seq=20).id
+            n = 20
         for step in range(300):
             writer = other if rng.random() < 0.3 else kept
             for _ in range(rng.choice((1, 1, 2, 5, 40))):
@@ -212,6 +217,43 @@ def test_an_edited_export_imported_under_the_same_id_is_read_afresh(
         other.import_thread(edited, thread_id=thread.id)
         texts = [m.message.text for m in store.window(thread.id, 1000)]
         assert texts == ["my card is [removed]", "noted"]
+
+
+def test_a_kept_window_on_sqlite_reads_the_thread_row_and_new_rows_at_once(
+    tmp_path: Any, counter: TokenCounter
+) -> None:
+    from convkit.store import _raw, _sql
+
+    ran: list[Any] = []
+    execute = _raw.RawRunner._execute
+
+    def spy(self: Any, dbapi: Any, q: Any) -> Any:
+        ran.append(q.stmt)
+        return execute(self, dbapi, q)
+
+    url = f"sqlite:///{tmp_path / 'kept.db'}"
+    with (
+        Store(url, counter=counter, create_tables=True) as store,
+        Store(url, counter=counter, keep_rows=0) as plain,
+    ):
+        parent = store.create_thread().id
+        store.append_many(parent, turns("shared", 40))
+        fork = store.fork(parent, at_seq=30).id
+        for tid in (parent, fork):
+            store.window(tid, 300)
+            store.append(tid, Message.user(f"new in {tid}"))
+            store.append(tid, Message.assistant("and its answer"))
+            _raw.RawRunner._execute = spy  # type: ignore[method-assign]
+            try:
+                got = store.window(tid, 300)
+            finally:
+                _raw.RawRunner._execute = execute  # type: ignore[method-assign]
+            assert _shape(got) == _shape(plain.window(tid, 300))
+            assert got[-2].message.text == f"new in {tid}"
+            assert ran[0] is _sql._LINEAGE_AND_NEW
+            # the thread alone: one statement; the fork reads its parent's thread row too
+            assert len(ran) == (1 if tid == parent else 2), ran
+            ran.clear()
 
 
 def test_a_fork_and_its_parent_keep_their_own_rows(store_url: URL, counter: TokenCounter) -> None:
