@@ -195,6 +195,18 @@ def test_the_window_says_when_its_count_is_an_estimate() -> None:
         Message.tool("sunny", tool_call_id="c1"),
     ]
     assert not TrimOldest(MODEL).fit(with_tools).exact  # tool-call history is estimated
+    from convkit.messages import ImagePart, TextPart
+
+    class Text(str):
+        pass
+
+    # Text in any form counts exactly: a str subclass, text parts; an image does not.
+    no_content = Message.assistant(refusal="no")
+    assert TrimOldest(MODEL).fit([Message.user(Text("hello")), no_content]).exact
+    parts = (TextPart(text="look"), TextPart(text="here"))
+    assert TrimOldest(MODEL).fit([Message.system(Text("sys")), Message.user(parts)]).exact
+    image = (TextPart(text="look"), ImagePart(url="https://example.com/a.png"))
+    assert not TrimOldest(MODEL).fit([Message.user(image)]).exact
     import convkit.models
 
     convkit.models.register("convkit-test-estimated", context_window=8_000, max_output_tokens=500)

@@ -291,8 +291,8 @@ def _exact(
             return False
         content = m.content
         if (
-            content.__class__ is not str
-            and content is not None
+            content.__class__ is not str  # the common case, decided without a call
+            and isinstance(content, tuple)
             and not all(isinstance(p, TextPart) for p in content)
         ):
             return False
