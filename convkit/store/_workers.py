@@ -8,8 +8,10 @@ future to an asyncio one through callbacks on both sides. Here a call is a queue
 30 us less per operation, of the 60-110 us the two thread wake-ups cost anyway.
 
 What the executor guaranteed still holds: a call cancelled before a worker takes it up never
-runs; one that started finishes (its result is dropped); :meth:`Workers.close` lets the queued
-calls finish; at interpreter exit the workers finish what they hold before it goes on.
+runs (and is let go at once); one that started finishes (its result is dropped);
+:meth:`Workers.close` lets the queued calls finish, from any thread; a ``Workers`` dropped
+without ``close()`` ends its idle threads; at interpreter exit every worker thread finishes
+what it holds, whatever became of its ``Workers``, before the ``atexit`` handlers run.
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ __all__ = ["Workers"]
 T = TypeVar("T")
 _Item = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 
-_live: weakref.WeakSet[Workers] = weakref.WeakSet()
+_live: weakref.WeakSet[Workers] = weakref.WeakSet()  # reset in a forked child
+# Every worker thread alive, with the queue it takes calls from: joined at exit whatever became
+# of its Workers (a store closed or dropped while one of its calls still ran).
+_running: dict[threading.Thread, SimpleQueue[Any]] = {}
+_running_lock = threading.Lock()
 
 
 class Workers:
@@ -41,6 +47,7 @@ class Workers:
         self.size = size
         self.name = name
         self._lock = threading.Lock()
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         self._reset()
         _live.add(self)
 
@@ -49,33 +56,54 @@ class Workers:
         self._idle = threading.Semaphore(0)  # released by a worker waiting for its next call
         self._threads: list[threading.Thread] = []
         self._closed = False
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        # Dropped without close(): the idle workers are told to end (they hold no reference to
+        # this object, only to its queue).
+        self._finalizer = weakref.finalize(self, _stop, self._queue, self._threads)
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run ``fn()`` on a worker thread; return its result or raise its exception."""
-        if self._closed:
-            raise RuntimeError(f"{self.name} workers are closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((fn, future, loop))
-        if not self._idle.acquire(blocking=False):
-            self._grow()
+        with self._lock:  # never queued behind the sentinels of a close() in another thread
+            if self._closed:
+                raise RuntimeError(f"{self.name} workers are closed")
+            self._queue.put((fn, future, loop))
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self.size:
+                self._start()  # else every worker is busy: the call waits for the first free
         return await future
 
-    def _grow(self) -> None:
-        with self._lock:
-            if self._closed or len(self._threads) >= self.size:
-                return  # every worker is busy: the call waits for the first one free
-            thread = threading.Thread(
-                target=self._work,
-                args=(self._queue, self._idle),
-                name=f"{self.name}-{len(self._threads)}",
-                daemon=True,  # joined at exit by _finish (see there)
-            )
-            thread.start()
-            self._threads.append(thread)
+    def _start(self) -> None:
+        thread = threading.Thread(
+            target=_work,
+            args=(self._queue, self._idle),
+            name=f"{self.name}-{len(self._threads)}",
+            daemon=True,  # joined at exit by _finish (see there)
+        )
+        with _running_lock:
+            _running[thread] = self._queue
+        thread.start()
+        self._threads.append(thread)
 
-    @staticmethod
-    def _work(queue: SimpleQueue[_Item | None], idle: threading.Semaphore) -> None:
+    def close(self, *, wait: bool = False) -> None:
+        """Let the workers finish the calls they hold, then end; ``wait`` joins them."""
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+            _stop(self._queue, threads)
+        if wait:
+            for thread in threads:
+                if thread is not threading.current_thread():
+                    thread.join()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._threads)}/{self.size} threads"
+        return f"Workers({self.name!r}, {state})"
+
+
+def _work(queue: SimpleQueue[_Item | None], idle: threading.Semaphore) -> None:
+    try:
         while True:
             item = queue.get()
             if item is None:
@@ -83,6 +111,7 @@ class Workers:
             fn, future, loop = item
             del item
             if future.cancelled():  # a call cancelled before it started does not run
+                del fn, future, loop
                 idle.release()
                 continue
             result: Any = None
@@ -96,22 +125,14 @@ class Workers:
             with suppress(RuntimeError):  # a closed loop: nobody awaits this call any more
                 loop.call_soon_threadsafe(_settle, future, result, error)
             del fn, future, loop, result, error
+    finally:
+        with _running_lock:
+            _running.pop(threading.current_thread(), None)
 
-    def close(self, *, wait: bool = False) -> None:
-        """Let the workers finish the calls they hold, then end; ``wait`` joins them."""
-        with self._lock:
-            self._closed = True
-            threads = list(self._threads)
-        for _ in threads:
-            self._queue.put(None)
-        if wait:
-            for thread in threads:
-                if thread is not threading.current_thread():
-                    thread.join()
 
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self._threads)}/{self.size} threads"
-        return f"Workers({self.name!r}, {state})"
+def _stop(queue: SimpleQueue[Any], threads: list[threading.Thread]) -> None:
+    for _ in threads:  # one end-of-work mark a worker, after the calls already queued
+        queue.put(None)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -124,20 +145,28 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 
 
 def _finish() -> None:
-    # Interpreter exit: atexit runs before daemon threads are stopped, so a write that was
-    # handed to a worker ends (committed or rolled back) rather than being cut off mid-call,
-    # as a ThreadPoolExecutor's join at exit ensured.
-    for workers in list(_live):
-        workers.close(wait=True)
+    # Interpreter exit: a call handed to a worker ends (committed or rolled back) rather than
+    # being cut off mid-call, as a ThreadPoolExecutor's join at exit ensured; run where
+    # concurrent.futures runs its own, before atexit handlers, when that hook is there.
+    with _running_lock:
+        running = list(_running.items())
+    for _, queue in running:
+        queue.put(None)
+    for thread, _ in running:
+        thread.join()
 
 
 def _after_fork() -> None:
-    # The child has none of the parent's threads: start afresh (the lock may be held).
+    # The child has none of the parent's threads: start afresh (the locks may be held).
+    global _running_lock
+    _running_lock = threading.Lock()
+    _running.clear()
     for workers in list(_live):
         workers._lock = threading.Lock()
         workers._reset()
 
 
-atexit.register(_finish)
+_register = getattr(threading, "_register_atexit", atexit.register)
+_register(_finish)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -178,3 +179,124 @@ async def test_async_store_runs_sqlite_operations_on_its_workers(tmp_path: Any) 
     assert [m.message.text for m in await store.messages(thread.id)] == ["hi"]
     assert len(seen) == 4
     await store.aclose()
+
+
+_EXIT_SCRIPT = """
+import asyncio, atexit, pathlib, sys, time
+from convkit.store._workers import Workers
+
+done = pathlib.Path(sys.argv[1])
+
+def write():
+    time.sleep(0.3)
+    done.write_text("written")
+
+async def main():
+    workers = Workers(1, "exiting")
+    try:
+        await asyncio.wait_for(workers.run(write), 0.05)  # the caller gives up; the call goes on
+    except asyncio.TimeoutError:
+        pass
+    if sys.argv[2] == "close":
+        workers.close()
+
+atexit.register(lambda: print("atexit sees", done.exists()))  # registered after the import
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("how", ["close", "drop"])
+def test_a_started_call_finishes_at_exit_when_its_workers_are_gone(tmp_path: Any, how: str) -> None:
+    import subprocess
+
+    done = tmp_path / "done.txt"
+    script = tmp_path / "exit.py"
+    script.write_text(_EXIT_SCRIPT)
+    out = subprocess.run(
+        [sys.executable, str(script), str(done), how],
+        capture_output=True,
+        text=True,
+        timeout=_WAIT * 3,
+        check=True,
+    )
+    assert done.read_text() == "written"
+    # finished before atexit handlers run, as a ThreadPoolExecutor's threads are
+    assert "atexit sees True" in out.stdout, out
+
+
+def test_dropped_workers_end_their_idle_threads() -> None:
+    import gc
+
+    def alive() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("dropped-")]
+
+    w = Workers(3, "dropped")
+    both = threading.Barrier(3, timeout=_WAIT)
+
+    async def three(pool: Workers) -> None:
+        await asyncio.gather(*(pool.run(both.wait) for _ in range(3)))
+
+    asyncio.run(three(w))
+    assert len(alive()) == 3
+    del w
+    gc.collect()
+    deadline = time.monotonic() + _WAIT
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert alive() == []
+
+
+async def test_a_close_from_another_thread_never_strands_a_call() -> None:
+    from queue import SimpleQueue
+
+    w = Workers(1, "racing")
+    closer: list[threading.Thread] = []
+
+    class Queue:  # the pool's queue, with close() from another thread landing in a put
+        def __init__(self) -> None:
+            self.real: SimpleQueue[Any] = SimpleQueue()
+            self.get = self.real.get
+
+        def put(self, item: Any) -> None:
+            if item is not None and not closer:
+                closer.append(threading.Thread(target=w.close))
+                closer[0].start()
+                closer[0].join(0.05)  # it waits for run() to be done queueing
+            self.real.put(item)
+
+    w._queue = Queue()  # type: ignore[assignment]
+    assert await asyncio.wait_for(w.run(lambda: "ran"), _WAIT) == "ran"
+    closer[0].join(_WAIT)
+    assert not closer[0].is_alive()
+    with pytest.raises(RuntimeError, match="closed"):
+        await w.run(lambda: None)
+
+
+async def test_a_cancelled_call_is_let_go_at_once() -> None:
+    import gc
+    import weakref
+
+    w = Workers(1, "letting-go")
+    release = threading.Event()
+    busy = asyncio.ensure_future(w.run(lambda: release.wait(_WAIT)))
+
+    class Call:
+        def __call__(self) -> None:
+            raise AssertionError("a cancelled call ran")
+
+    call = Call()
+    gone = weakref.ref(call)
+    waiting = asyncio.ensure_future(w.run(call))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    await asyncio.wait([waiting])
+    assert waiting.cancelled()
+    del call, waiting  # (the task's traceback would hold the call)
+    release.set()
+    await busy
+    deadline = time.monotonic() + _WAIT
+    while gone() is not None and time.monotonic() < deadline:  # the worker skips it
+        gc.collect()
+        await asyncio.sleep(0.01)
+    assert gone() is None  # not held by the idle worker until some next call
+    w.close(wait=True)
