@@ -135,7 +135,8 @@ class RecentRows:
             return kept
 
     def peek(self, thread_id: str) -> Kept | None:
-        """What is kept for the thread, whatever its incarnation (:meth:`get` checks that)."""
+        """What is kept for the thread, whatever its incarnation: a hint, read without the
+        lock (:meth:`get` checks the incarnation, under it)."""
         return self._kept.get(thread_id) if self.max_rows else None
 
     def put(

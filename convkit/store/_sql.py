@@ -564,8 +564,8 @@ def messages(
     ``(last_seq - N, last_seq]``, one range query per segment it touches. With ``join``
     (SQLite), a thread that is not a fork (or whose wanted range lies after its fork point) is
     read in one statement. A read of the whole thread takes the light lineage read and plain
-    range queries instead: joined, the thread's columns would ride on every row (about a
-    tenth of the rows' fetch cost at 10,000 rows).
+    range queries instead: joined, the thread's columns and the join ride on every row (2-4 ms
+    of a ~50 ms read at 10,000 rows, measured).
     """
     if not join or (last is None and limit is None and after_seq == 0):
         return (yield from _messages_by_segment(thread_id, last, after_seq, limit))

@@ -81,10 +81,10 @@ class Workers:
             name=f"{self.name}-{len(self._threads)}",
             daemon=True,  # joined at exit by _finish (see there)
         )
-        with _running_lock:
-            _running[thread] = self._queue
         thread.start()
         self._threads.append(thread)
+        with _running_lock:  # after start: a thread that never started is never joined
+            _running[thread] = self._queue
 
     def close(self, *, wait: bool = False) -> None:
         """Let the workers finish the calls they hold, then end; ``wait`` joins them."""
@@ -92,6 +92,8 @@ class Workers:
             self._closed = True
             threads = list(self._threads)
             _stop(self._queue, threads)
+            if self._finalizer is not None:
+                self._finalizer.detach()  # told to end already
         if wait:
             for thread in threads:
                 if thread is not threading.current_thread():
