@@ -11,7 +11,8 @@ What the executor guaranteed still holds: a call cancelled before a worker takes
 runs (and is let go at once); one that started finishes (its result is dropped);
 :meth:`Workers.close` lets the queued calls finish, from any thread; a ``Workers`` dropped
 without ``close()`` ends its idle threads; at interpreter exit every worker thread finishes
-what it holds, whatever became of its ``Workers``, before the ``atexit`` handlers run.
+what it holds, whatever became of its ``Workers`` (after the ``atexit`` handlers registered
+later, which may still use a store; a call after that raises ``RuntimeError``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _live: weakref.WeakSet[Workers] = weakref.WeakSet()  # reset in a forked child
 # of its Workers (a store closed or dropped while one of its calls still ran).
 _running: dict[threading.Thread, SimpleQueue[Any]] = {}
 _running_lock = threading.Lock()
+_exiting = False  # set by _finish: no call is taken any more
 
 
 class Workers:
@@ -67,11 +69,15 @@ class Workers:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:  # never queued behind the sentinels of a close() in another thread
-            if self._closed:
+            if self._closed or _exiting:
                 raise RuntimeError(f"{self.name} workers are closed")
             self._queue.put((fn, future, loop))
             if not self._idle.acquire(blocking=False) and len(self._threads) < self.size:
-                self._start()  # else every worker is busy: the call waits for the first free
+                try:
+                    self._start()  # else every worker is busy: the call waits for the first
+                except BaseException:
+                    future.cancel()  # queued, but refused: no worker may run it later
+                    raise
         return await future
 
     def _start(self) -> None:
@@ -147,9 +153,15 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 
 
 def _finish() -> None:
-    # Interpreter exit: a call handed to a worker ends (committed or rolled back) rather than
-    # being cut off mid-call, as a ThreadPoolExecutor's join at exit ensured; run where
-    # concurrent.futures runs its own, before atexit handlers, when that hook is there.
+    # Interpreter exit (an atexit handler: after the non-daemon threads are joined and after
+    # the handlers registered later, which may still use a store): a call handed to a worker
+    # ends (committed or rolled back) rather than being cut off mid-call. From here on no call
+    # is taken (run() raises), so none is queued where no worker will read it.
+    global _exiting
+    _exiting = True
+    for workers in list(_live):
+        with workers._lock:  # waits for a run() that is starting a thread
+            workers._closed = True
     with _running_lock:
         running = list(_running.items())
     for _, queue in running:
@@ -168,7 +180,6 @@ def _after_fork() -> None:
         workers._reset()
 
 
-_register = getattr(threading, "_register_atexit", atexit.register)
-_register(_finish)
+atexit.register(_finish)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)

@@ -183,6 +183,7 @@ async def test_async_store_runs_sqlite_operations_on_its_workers(tmp_path: Any) 
 
 _EXIT_SCRIPT = """
 import asyncio, atexit, pathlib, sys, time
+from convkit.store import _workers
 from convkit.store._workers import Workers
 
 done = pathlib.Path(sys.argv[1])
@@ -200,7 +201,17 @@ async def main():
     if sys.argv[2] == "close":
         workers.close()
 
-atexit.register(lambda: print("atexit sees", done.exists()))  # registered after the import
+later = Workers(1, "later")
+
+def at_exit():  # registered after the import: runs before the workers are joined
+    print("a later atexit handler's call:", asyncio.run(later.run(lambda: "ran")))
+    _workers._finish()  # (what the module's own handler does next) and then no more calls
+    try:
+        asyncio.run(asyncio.wait_for(later.run(lambda: "ran"), 5))
+    except RuntimeError as exc:
+        print("after the join:", exc)
+
+atexit.register(at_exit)
 asyncio.run(main())
 """
 
@@ -219,9 +230,25 @@ def test_a_started_call_finishes_at_exit_when_its_workers_are_gone(tmp_path: Any
         timeout=_WAIT * 3,
         check=True,
     )
-    assert done.read_text() == "written"
-    # finished before atexit handlers run, as a ThreadPoolExecutor's threads are
-    assert "atexit sees True" in out.stdout, out
+    assert done.read_text() == "written"  # the call the caller gave up on, finished at exit
+    assert "a later atexit handler's call: ran" in out.stdout, out
+    assert "after the join: later workers are closed" in out.stdout, out  # raised, not hung
+
+
+def test_a_thread_that_cannot_start_leaves_no_call_behind(monkeypatch: Any) -> None:
+    w = Workers(1, "unstartable")
+    ran: list[str] = []
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as m:
+        m.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(RuntimeError, match="start new thread"):
+            asyncio.run(w.run(lambda: ran.append("refused")))
+    assert asyncio.run(w.run(lambda: ran.append("next") or "ok")) == "ok"
+    w.close(wait=True)
+    assert ran == ["next"]  # the refused call was not run by the thread started later
 
 
 def test_dropped_workers_end_their_idle_threads() -> None:
