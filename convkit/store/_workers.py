@@ -4,8 +4,9 @@
 ``ThreadPoolExecutor`` behind ``run_in_executor`` does the same with more on the way: a
 ``concurrent.futures.Future`` with its lock and condition, the work item, the chaining of that
 future to an asyncio one through callbacks on both sides. Here a call is a queue entry and a
-``call_soon_threadsafe`` that settles the awaiting future: measured on a 2-core machine, about
-30 us less per operation, of the 60-110 us the two thread wake-ups cost anyway.
+``call_soon_threadsafe`` that settles the awaiting future: measured on a 2-core machine,
+8-28 us less per operation (``benchmarks/bench_store.py --backends hops``), of the 25-58 us a
+hand-off costs there in all.
 
 What the executor guaranteed still holds: a call cancelled before a worker takes it up never
 runs (and is let go at once); one that started finishes (its result is dropped);
