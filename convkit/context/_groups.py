@@ -310,13 +310,7 @@ def choose(
     while start > 0 and units[start - 1].tokens <= room:
         start -= 1
         room -= units[start].tokens
-    if last_user is not None:
-        # Whole turns only: the kept history begins on a user message.
-        while start < first_mandatory and not units[start].starts_user:
-            start += 1
-    else:
-        while start < len(units) and units[start].entries[0].message.role in _NOT_A_START:
-            start += 1
+    start = _turn_start(units, start, last_user)
     chosen = tuple(units[start:])
     kept = tuple([e for u in chosen for e in u.entries])
     if start:
@@ -349,25 +343,27 @@ def choose_on_top(previous: Picked, new: Sequence[Unit], budget: int) -> Picked:
             last_user = base + k
     total = previous.tokens + sum([u.tokens for u in new])
     first_mandatory = last_user if last_user is not None else len(units)
-    start = dropped = 0  # dropped: the entries of the units before start
-
-    def drop() -> None:
-        nonlocal start, dropped, total
-        u = units[start]
-        total -= u.tokens
-        dropped += len(u.entries)
-        start += 1
-
+    start = 0
     while start < first_mandatory and total > budget:
-        drop()
+        total -= units[start].tokens
+        start += 1
+    turn = _turn_start(units, start, last_user)
+    total -= sum([u.tokens for u in units[start:turn]])
+    dropped = sum([len(u.entries) for u in units[:turn]])  # a few units a turn
+    entries = (previous.entries + tuple([e for u in new for e in u.entries]))[dropped:]
+    return Picked(units[turn:], entries, total, None if last_user is None else last_user - turn)
+
+
+def _turn_start(units: Sequence[Unit], start: int, last_user: int | None) -> int:
+    """Where kept history may begin, at ``start`` or after: on a user message when there is
+    one (whole turns only), else past the units that cannot begin a request."""
     if last_user is not None:
-        while start < first_mandatory and not units[start].starts_user:
-            drop()
+        while start < last_user and not units[start].starts_user:
+            start += 1
     else:
         while start < len(units) and units[start].entries[0].message.role in _NOT_A_START:
-            drop()
-    entries = (previous.entries + tuple([e for u in new for e in u.entries]))[dropped:]
-    return Picked(units[start:], entries, total, None if last_user is None else last_user - start)
+            start += 1
+    return start
 
 
 class Chosen(list[Any]):
