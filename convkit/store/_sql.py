@@ -493,10 +493,13 @@ def walk_newest_first(
 # may hash-join the whole thread (seen after ANALYZE on a skewed table); a range of constants
 # is an index range scan whatever the statistics say.
 _t = threads_t.c
+# One lower bound, the larger of the two: given two, SQLite ranges the index on one of them,
+# and took last_seq - last (far below the rows when only after_seq bounds the read), so
+# messages(after_seq=...) walked the thread from its first row.
 _IN_THREAD_RANGE = and_(
     _m.thread_id == _t.id,
-    _m.seq > _t.last_seq - bindparam("last", type_=Integer),
-    _m.seq > bindparam("lo", type_=Integer),
+    _m.seq
+    > func.max(_t.last_seq - bindparam("last", type_=Integer), bindparam("lo", type_=Integer)),
     _m.seq <= bindparam("hi", type_=Integer),
 )
 _NEWEST = (
@@ -509,17 +512,7 @@ _N = len(MESSAGE_COLUMNS)  # where _NEWEST's thread columns start
 # appended since the kept ones, in one statement, as _NEWEST does for messages().
 _LINEAGE_AND_NEW = (
     select(*MESSAGE_COLUMNS, _t.id, _t.parent_id, _t.fork_seq, _t.last_seq, _t.incarnation)
-    .select_from(
-        threads_t.outerjoin(
-            messages_t,
-            and_(
-                _m.thread_id == _t.id,
-                _m.seq > bindparam("lo", type_=Integer),
-                _m.seq <= bindparam("hi", type_=Integer),
-                _m.seq <= _t.last_seq,
-            ),
-        )
-    )
+    .select_from(threads_t.outerjoin(messages_t, _IN_THREAD_RANGE))
     .where(_t.id == bindparam("tid"))
 )
 
@@ -688,7 +681,7 @@ def window(
     peek = None if recent is None or not join else recent.peek(thread_id)
     if peek is not None:
         lo = max(after_seq, peek.top)
-        params = {"tid": thread_id, "lo": lo, "hi": lo + _MAX_NEW}
+        params = {"tid": thread_id, "last": _ALL, "lo": lo, "hi": lo + _MAX_NEW}
         rows = list((yield Q(_LINEAGE_AND_NEW, params)).all())
         if not rows:
             raise ThreadNotFoundError(thread_id)
