@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convkit import ContextOverflowError, Message, TrimOldest
-from convkit.context import Counted
+from convkit import ContextOverflowError, Message, Summarize, TrimOldest
+from convkit.context import Counted, Summary
 from convkit.context._groups import (
     Chosen,
     Tail,
@@ -149,6 +149,66 @@ def test_store_and_policy_choose_the_same_window(
     # incomplete rows never carry a call into a window
     incomplete = {s.seq for s in stored if s.status == "incomplete"}
     assert not any(m.message.tool_calls for m in from_store if m.seq in incomplete)
+
+
+@settings(max_examples=120, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    case=threads(),
+    prompt=st.integers(120, 2_500),
+    cap=st.integers(64, 500),
+    batches=st.integers(1, 3),
+    covered=st.none() | st.integers(0, 40),
+)
+def test_summarize_folds_the_same_turns_from_the_store_window_as_from_the_thread(
+    store: Store,
+    case: tuple[list[dict[str, Any]], list[str], int],
+    prompt: int,
+    cap: int,
+    batches: int,
+    covered: int | None,
+) -> None:
+    # What a turn summarizes must not depend on whether the policy was handed the whole
+    # thread or the store's window for its read plan: unanswered calls, orphaned results and
+    # incomplete rows cost in the plan what the window rule keeps of them.
+    convo, statuses, _ = case
+    thread = store.create_thread()
+    stored = store.append_many(
+        thread.id,
+        [NewMessage(message=m, status=s) for m, s in zip(convo, statuses, strict=True)],  # type: ignore[arg-type]
+    )
+
+    def summarizer(request: Any) -> str:  # its answer depends on every message it is given
+        return f"{len(request.messages)} messages: " + " | ".join(
+            f"{m.role}:{m.text[:10]}:{len(m.tool_calls or ())}" for m in request.messages
+        )
+
+    policy = Summarize(
+        MODEL,
+        summarizer=summarizer,
+        max_prompt_tokens=prompt,
+        max_summary_tokens=40,
+        max_summarizer_input_tokens=cap,
+        max_batches_per_turn=batches,
+    )
+    summary = None if covered is None else Summary(text="Earlier: the user said hello.", covers_through_seq=covered)
+    rows = store.window(thread.id, policy.read_plan(summary=summary))
+    outcomes: list[Any] = []
+    for history in (stored, rows):
+        try:
+            w = policy.fit(history, summary=summary)
+        except ContextOverflowError:
+            outcomes.append("over budget")
+            continue
+        new = w.summary
+        outcomes.append(
+            (
+                w.summarized,
+                w.messages,
+                w.prompt_tokens,
+                None if new is None else (new.text, new.covers_through_seq),
+            )
+        )
+    assert outcomes[0] == outcomes[1]
 
 
 def _counted(convo: list[dict[str, Any]], statuses: list[str], counter: Any) -> list[Counted]:

@@ -136,6 +136,29 @@ class History:
             break
         return tail.entries
 
+    def as_window(self, budget: int, after_seq: int | None) -> History:
+        """This history as a store's ``window(budget, after_seq=...)`` would hand it over.
+
+        The leading system / developer entries, then what the window rule keeps of the newest
+        entries after ``after_seq`` within what ``budget`` leaves (the newest turn whole even
+        over it): calls left unanswered and orphaned results are gone, as in the store's window.
+        A policy that plans over history (what to summarize) plans over this, so fitting a
+        whole thread and fitting the store's window of it agree. A store's window is returned
+        as it is.
+        """
+        if self.chosen:
+            return self
+        lead = [self._raw(k) for k in range(self._lead)]
+        room = max(0, budget - sum(e.tokens for e in lead))
+        kept = select(
+            self.tail(room, after_seq),
+            room,
+            recount=self._counter.count_message,
+            over_budget="keep",
+        ).kept
+        window = Chosen([*lead, *kept], counted_with=self._key, lead=len(lead))
+        return History(window, self._counter)
+
     @property
     def chosen(self) -> bool:
         """Whether the history is a store's window as the store made it (chosen by the window

@@ -401,6 +401,30 @@ class Summarize(_Policy):
 
     # ---- planning (no I/O)
 
+    def _history(
+        self,
+        history: Sequence[HistoryItem],
+        system: Sequence[MessageLike],
+        summary: Summary | None,
+        tools: Sequence[Mapping[str, Any]] | None,
+        reply_tokens: int | None,
+        tool_choice: Any,
+    ) -> History:
+        """``history`` as the store's window for this turn's :meth:`read_plan` holds it.
+
+        What to fold is planned over what the window rule keeps (an unanswered call costs
+        what is left of it, an orphaned result nothing), so a whole thread and the store's
+        window of it summarize the same turns.
+        """
+        plan = self.read_plan(
+            system=system,
+            summary=summary,
+            tools=tools,
+            reply_tokens=reply_tokens,
+            tool_choice=tool_choice,
+        )
+        return History(history, self.counter).as_window(plan.budget, plan.after_seq)
+
     def _plan(
         self,
         history: History,
@@ -560,7 +584,7 @@ class Summarize(_Policy):
         tool_choice: Any = None,
     ) -> Steps:
         """Fit ``history``, summarizing first if the thread crossed the trigger."""
-        counted = History(history, self.counter)
+        counted = self._history(history, system, summary, tools, reply_tokens, tool_choice)
         budget = self.budget(reply_tokens)
         current, folded, error = yield from self._fold(
             counted, system, summary, tools, budget, tool_choice
@@ -613,7 +637,7 @@ class Summarize(_Policy):
         Returns ``(summary, error)``: the new summary (None when there was nothing to fold, or
         the first batch failed) and the failure, if any.
         """
-        counted = History(history, self.counter)
+        counted = self._history(history, system, summary, tools, reply_tokens, tool_choice)
         budget = self.budget(reply_tokens)
         current, folded, error = yield from self._fold(
             counted, system, summary, tools, budget, tool_choice

@@ -231,7 +231,9 @@ def test_a_message_larger_than_the_input_cap_is_cut_for_the_summary() -> None:
         requests.append(request)
         return "summary"
 
-    huge = Message.user("start " + "word " * 5_000)
+    # Six times the input cap, within what the turn reads (the budget's room plus what four
+    # batches carry): the store's window of the thread holds it too.
+    huge = Message.user("start " + "word " * 1_200)
     history = [huge, Message.assistant("ok"), *_turns(3)]
     policy = Summarize(
         MODEL,
@@ -240,6 +242,7 @@ def test_a_message_larger_than_the_input_cap_is_cut_for_the_summary() -> None:
         max_summary_tokens=50,
         max_summarizer_input_tokens=200,
     )
+    assert TokenCounter(MODEL).count_message(huge) > 6 * 200
     window = policy.fit(history)
     assert requests
     first = requests[0].messages[0]
