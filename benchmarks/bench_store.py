@@ -792,6 +792,7 @@ def run_whole(appends: int, sizes: list[int], repeat: int) -> str:
 
 
 _ASLEEP = "synchronous=normal, 0.2 ms asleep after the append"
+_FLOOR = "sqlite3 alone: one synced insert a turn (the disk's floor)"
 
 
 def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
@@ -801,8 +802,12 @@ def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
     default) and reads exactly its window back. Threads of each size, 50 turns a round, best of
     ``repeat`` rounds (alternating), per turn. The ratios are paired too: each round's store
     turn against the same round's in-memory turn (the median and range over the rounds), which
-    a burst of noise on this shared machine moves less than a ratio of two best rounds.
+    a burst of noise on this shared machine moves less than a ratio of two best rounds. A last
+    row times the durable commit alone (plain sqlite3, one row a turn): the part of a durable
+    turn no store code can take away on this disk.
     """
+    import json
+    import sqlite3
     import statistics
 
     from convkit import Message
@@ -844,6 +849,12 @@ def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
                 tids[label] = store.create_thread().id
                 for i in range(0, n, 1000):
                     store.append_many(tids[label], history[i : i + 1000])
+            # The disk's floor: the durable commit alone, one row a turn on a plain sqlite3
+            # connection (WAL, synchronous=FULL, autocommit), no convkit at all.
+            floor = sqlite3.connect(str(tmp / f"floor{n}.sqlite3"), isolation_level=None)
+            floor.execute("PRAGMA journal_mode=WAL")
+            floor.execute("PRAGMA synchronous=FULL")
+            floor.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
             memory: list[Counted] = []
             for i, d in enumerate(history, start=1):
                 m = Message.from_openai(d)
@@ -887,16 +898,23 @@ def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
                         appending / turns,
                         reading / turns,
                     )
+                gc.collect()
+                t0 = time.perf_counter()
+                for d in batch:
+                    floor.execute("INSERT INTO m (body) VALUES (?)", (json.dumps(d),))
+                t = (time.perf_counter() - t0) / turns
+                took[_FLOOR] = (t, t, 0.0)
                 if r:
                     for label, times in took.items():
                         if label not in best or times[0] < best[label][0]:
                             best[label] = times
-                        if label in paired:
-                            paired[label].append(times[0] / took["in memory"][0])
+                        if label in paired or label == _FLOOR:
+                            paired.setdefault(label, []).append(times[0] / took["in memory"][0])
             for store in stores.values():
                 store.close()
+            floor.close()
             base = best["in memory"][0]
-            for label in ("in memory", *stores):
+            for label in ("in memory", *stores, _FLOOR):
                 turn, appending, reading = best[label]
                 ratios = paired.get(label)
                 rows.append(
@@ -905,9 +923,9 @@ def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
                         label,
                         _ms(turn),
                         _ms(appending) if label != "in memory" else "-",
-                        _ms(reading),
+                        _ms(reading) if label != _FLOOR else "-",
                         f"{turn / base:.2f}x",
-                        f"{reading / base:.2f}x",
+                        f"{reading / base:.2f}x" if label != _FLOOR else "-",
                         (
                             f"{statistics.median(ratios):.2f}x "
                             f"({min(ratios):.2f} to {max(ratios):.2f})"
