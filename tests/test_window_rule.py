@@ -211,6 +211,23 @@ def test_summarize_folds_the_same_turns_from_the_store_window_as_from_the_thread
     assert outcomes[0] == outcomes[1]
 
 
+def test_summarize_reports_the_orphans_and_unanswered_calls_it_left_out_as_trimming_does() -> None:
+    from convkit.messages import ToolCall
+
+    history = [
+        Message.user("look it up"),
+        Message.assistant(tool_calls=[ToolCall(id="c1", name="lookup", arguments="{}")]),
+        Message.tool("late", tool_call_id="zz"),
+        Message.assistant("sorry, it failed"),
+        Message.user("ok, thanks"),
+    ]
+    trimmed = TrimOldest(MODEL, max_prompt_tokens=2_000).fit(history)
+    summarized = Summarize(MODEL, summarizer=lambda r: "s", max_prompt_tokens=2_000).fit(history)
+    assert trimmed.dropped == (2, 3)
+    assert summarized.dropped == trimmed.dropped
+    assert summarized.messages == trimmed.messages
+
+
 def _counted(convo: list[dict[str, Any]], statuses: list[str], counter: Any) -> list[Counted]:
     return [
         Counted(

@@ -401,9 +401,9 @@ class Summarize(_Policy):
 
     # ---- planning (no I/O)
 
-    def _history(
+    def _planned(
         self,
-        history: Sequence[HistoryItem],
+        history: History,
         system: Sequence[MessageLike],
         summary: Summary | None,
         tools: Sequence[Mapping[str, Any]] | None,
@@ -414,7 +414,8 @@ class Summarize(_Policy):
 
         What to fold is planned over what the window rule keeps (an unanswered call costs
         what is left of it, an orphaned result nothing), so a whole thread and the store's
-        window of it summarize the same turns.
+        window of it summarize the same turns. The window itself is built from ``history``
+        as given (its ``dropped`` names the orphans and unanswered calls it examined).
         """
         plan = self.read_plan(
             system=system,
@@ -423,7 +424,7 @@ class Summarize(_Policy):
             reply_tokens=reply_tokens,
             tool_choice=tool_choice,
         )
-        return History(history, self.counter).as_window(plan.budget, plan.after_seq)
+        return history.as_window(plan.budget, plan.after_seq)
 
     def _plan(
         self,
@@ -584,10 +585,15 @@ class Summarize(_Policy):
         tool_choice: Any = None,
     ) -> Steps:
         """Fit ``history``, summarizing first if the thread crossed the trigger."""
-        counted = self._history(history, system, summary, tools, reply_tokens, tool_choice)
+        counted = History(history, self.counter)
         budget = self.budget(reply_tokens)
         current, folded, error = yield from self._fold(
-            counted, system, summary, tools, budget, tool_choice
+            self._planned(counted, system, summary, tools, reply_tokens, tool_choice),
+            system,
+            summary,
+            tools,
+            budget,
+            tool_choice,
         )
         try:
             return self._window(counted, system, current, tools, budget, folded, error, tool_choice)
@@ -637,10 +643,11 @@ class Summarize(_Policy):
         Returns ``(summary, error)``: the new summary (None when there was nothing to fold, or
         the first batch failed) and the failure, if any.
         """
-        counted = self._history(history, system, summary, tools, reply_tokens, tool_choice)
+        counted = History(history, self.counter)
+        planned = self._planned(counted, system, summary, tools, reply_tokens, tool_choice)
         budget = self.budget(reply_tokens)
         current, folded, error = yield from self._fold(
-            counted, system, summary, tools, budget, tool_choice
+            planned, system, summary, tools, budget, tool_choice
         )
         return (current if folded else None), error
 
