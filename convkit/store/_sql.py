@@ -341,6 +341,18 @@ _BUMP = (
     )
     .returning(threads_t.c.last_seq)
 )
+# SQLite: the counter read, then set, under the transaction's write lock (BEGIN IMMEDIATE: one
+# writer). An UPDATE ... RETURNING costs SQLite ~10 µs more than this pair (it gathers its rows
+# in a temporary table first), on every append.
+_LAST_SEQ = select(threads_t.c.last_seq).where(threads_t.c.id == bindparam("tid"))
+_SET_LAST = (
+    update(threads_t)
+    .where(threads_t.c.id == bindparam("tid"))
+    .values(
+        last_seq=bindparam("last", type_=Integer),
+        updated_at=bindparam("now", type_=UTCDateTime),
+    )
+)
 _INSERT = insert(messages_t)
 _ROW_COLUMNS = [c.name for c in messages_t.columns]
 
@@ -376,8 +388,9 @@ def append(thread_id: str, rows: list[dict[str, Any]], now: datetime, dialect: s
     """Insert ``rows`` at the end of the thread; return the first ``seq`` assigned.
 
     The counter update and the insert commit together: on PostgreSQL the UPDATE holds the
-    thread's row lock until commit, on SQLite the transaction began IMMEDIATE (one writer), so
-    concurrent appenders queue up and ``seq`` stays unique and gap-free.
+    thread's row lock until commit; on SQLite the transaction began IMMEDIATE (one writer), so
+    the counter is read, then set, with no other writer in between. Concurrent appenders queue
+    up and ``seq`` stays unique and gap-free.
     """
     for row in rows:
         row["thread_id"] = thread_id
@@ -388,9 +401,16 @@ def append(thread_id: str, rows: list[dict[str, Any]], now: datetime, dialect: s
             raise ThreadNotFoundError(thread_id)
         rows[0]["seq"] = seq
         return int(seq)
-    last = (yield Q(_BUMP, {"tid": thread_id, "n": len(rows), "now": now})).scalar()
-    if last is None:
-        raise ThreadNotFoundError(thread_id)
+    if dialect == "sqlite":
+        before = (yield Q(_LAST_SEQ, {"tid": thread_id})).scalar()
+        if before is None:
+            raise ThreadNotFoundError(thread_id)
+        last = before + len(rows)
+        yield Q(_SET_LAST, {"tid": thread_id, "last": last, "now": now})
+    else:
+        last = (yield Q(_BUMP, {"tid": thread_id, "n": len(rows), "now": now})).scalar()
+        if last is None:
+            raise ThreadNotFoundError(thread_id)
     first: int = last - len(rows) + 1
     for i, row in enumerate(rows):
         row["seq"] = first + i
@@ -537,6 +557,8 @@ PREBUILT = (
     _THREAD_LOCKED,
     _LINEAGE,
     _BUMP,
+    _LAST_SEQ,
+    _SET_LAST,
     _INSERT,
     _APPEND_ONE_CTE,
     _RANGE_ASC,
