@@ -243,8 +243,10 @@ class AsyncStore:
 
     async def delete_thread(self, thread_id: str) -> None:
         """Delete a thread with its messages and summaries (its forks keep their history)."""
-        await self._run(_sql.delete_thread(thread_id), write=True, core=True)
-        self._base.recent.forget(thread_id)
+        try:
+            await self._run(_sql.delete_thread(thread_id), write=True, core=True)
+        finally:  # also when the call failed or was cancelled: what was kept goes either way
+            self._base.recent.deleted(thread_id)
 
     async def fork(
         self,

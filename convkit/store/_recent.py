@@ -119,6 +119,9 @@ class RecentRows:
         self._kept: OrderedDict[str, Kept] = OrderedDict()
         self._rows = 0
         self._lock = threading.Lock()
+        # Bumped by every deletion (:meth:`deleted`): a window read that began before one
+        # keeps nothing (it may have read the deleted thread's rows before the delete).
+        self._deletions = 0
 
     def get(self, thread_id: str, incarnation: str | None) -> Kept | None:
         """What is kept for this incarnation of the thread, or None."""
@@ -148,6 +151,7 @@ class RecentRows:
         *,
         last_seq: int,
         choice: Choice | None = None,
+        since: int | None = None,
     ) -> None:
         """Keep ``newest`` (rows newest first, from the thread's ``last_seq`` down), the
         thread's leading system rows ``lead`` and what the window chose from them, if small
@@ -161,21 +165,35 @@ class RecentRows:
         except ValueError:  # an empty walk, or a read that raced a change of the lineage
             self.forget(thread_id)
             return
-        self.replace(thread_id, kept)
+        self.replace(thread_id, kept, since=since)
 
-    def replace(self, thread_id: str, kept: Kept) -> None:
+    def replace(self, thread_id: str, kept: Kept, *, since: int | None = None) -> None:
         """Keep ``kept`` for the thread (one :meth:`put` made, or :meth:`Kept.on_top`), if
-        small enough (else forget what was kept for the thread)."""
+        small enough (else forget what was kept for the thread) and, given ``since`` (a
+        :meth:`since` mark taken before the read), if no thread was deleted since."""
         size = len(kept.newest) + len(kept.lead)
         if size > self.max_rows // 4:
             self.forget(thread_id)
             return
         with self._lock:
+            if since is not None and since != self._deletions:
+                return  # a delete ran while this was read: the rows may be the deleted ones
             self._drop(thread_id)
             self._kept[thread_id] = kept
             self._rows += size
             while self._rows > self.max_rows and self._kept:
                 self._drop(next(iter(self._kept)))
+
+    def since(self) -> int:
+        """A mark to take before a read whose rows may be kept (see :meth:`replace`)."""
+        return self._deletions
+
+    def deleted(self, thread_id: str) -> None:
+        """Drop what is kept for the thread, deleted (or found missing), and keep nothing
+        from a read that began before."""
+        with self._lock:
+            self._deletions += 1
+            self._drop(thread_id)
 
     def forget(self, thread_id: str) -> None:
         """Drop what is kept for the thread (it was deleted)."""

@@ -700,18 +700,24 @@ def window(
     one statement (:data:`_LINEAGE_AND_NEW`).
     """
     new_rows: tuple[int, list[Any]] | None = None  # (the seq they lie above, the rows)
+    since = None if recent is None else recent.since()  # before the first read
     peek = None if recent is None or not join else recent.peek(thread_id)
-    if peek is not None:
-        lo = max(after_seq, peek.top)
-        params = {"tid": thread_id, "last": _ALL, "lo": lo, "hi": lo + _MAX_NEW}
-        rows = list((yield Q(_LINEAGE_AND_NEW, params)).all())
-        if not rows:
-            raise ThreadNotFoundError(thread_id)
-        row: Any = _LineageRow(*rows[0][_N:])
-        segments = yield from _segments_of(row)
-        new_rows = (lo, [r for r in rows if r[0] is not None])
-    else:
-        row, segments = yield from lineage(thread_id)
+    try:
+        if peek is not None:
+            lo = max(after_seq, peek.top)
+            params = {"tid": thread_id, "last": _ALL, "lo": lo, "hi": lo + _MAX_NEW}
+            rows = list((yield Q(_LINEAGE_AND_NEW, params)).all())
+            if not rows:
+                raise ThreadNotFoundError(thread_id)
+            row: Any = _LineageRow(*rows[0][_N:])
+            segments = yield from _segments_of(row)
+            new_rows = (lo, [r for r in rows if r[0] is not None])
+        else:
+            row, segments = yield from lineage(thread_id)
+    except ThreadNotFoundError:
+        if recent is not None:
+            recent.deleted(thread_id)  # deleted elsewhere: what was kept for it goes too
+        raise
     kept = None if recent is None else recent.get(thread_id, row.incarnation)
     if kept is not None and not (kept.top <= row.last_seq <= kept.top + _MAX_NEW):
         kept = None
@@ -769,7 +775,9 @@ def window(
                 low = again.entries[0].seq if again.entries else row.last_seq
                 choice = Choice(again, budget, after_seq, include_incomplete)
                 try:
-                    recent.replace(thread_id, kept.on_top(fresh, down_to=low, choice=choice))
+                    recent.replace(
+                        thread_id, kept.on_top(fresh, down_to=low, choice=choice), since=since
+                    )
                 except ValueError:  # a read that raced a change of the lineage
                     recent.forget(thread_id)
                 return _groups.Chosen(
@@ -822,6 +830,7 @@ def window(
             lead,
             last_seq=row.last_seq,
             choice=Choice(picked, budget, after_seq, include_incomplete),
+            since=since,
         )
     # A policy fits these without walking them again (and, when it counts as the store does,
     # without looking at each).

@@ -232,8 +232,10 @@ class Store:
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete a thread with its messages and summaries (its forks keep their history)."""
-        self._run(_sql.delete_thread(thread_id), write=True, core=True)
-        self._base.recent.forget(thread_id)
+        try:
+            self._run(_sql.delete_thread(thread_id), write=True, core=True)
+        finally:  # also when the call failed or was cancelled: what was kept goes either way
+            self._base.recent.deleted(thread_id)
 
     def fork(
         self,

@@ -425,3 +425,77 @@ def test_kept_on_top_checks_the_new_rows_and_cuts_below_the_window() -> None:
     assert len(recent) == 6 and recent.get("t", "inc") is on_top
     recent.replace("t", Kept("inc", _rows(*range(40, 33, -1)), last_seq=40))  # over 24 // 4
     assert len(recent) == 0 and recent.get("t", "inc") is None
+
+
+def test_a_window_read_while_the_thread_is_deleted_keeps_nothing(
+    store_url: URL, counter: TokenCounter
+) -> None:
+    # The read began before the delete (on SQLite its snapshot still holds the thread) and
+    # ends after it: the rows it read must not be kept again once the delete forgot them.
+    import threading
+
+    with Store(store_url, counter=counter) as store:
+        tid = store.create_thread().id
+        store.append_many(tid, said("my secret", "ok"))
+        reading, go = threading.Event(), threading.Event()
+        original = store._base._recount
+
+        def slow(stored: StoredMessage) -> StoredMessage:
+            reading.set()
+            assert go.wait(10)
+            return original(stored)
+
+        store._base._recount = slow  # type: ignore[method-assign]
+        errors: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                store.window(tid, 1_000)
+            except BaseException as exc:  # a read may also see the delete
+                errors.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert reading.wait(10)
+        store._base._recount = original  # type: ignore[method-assign]
+        store.delete_thread(tid)
+        go.set()
+        reader.join(10)
+        assert not reader.is_alive()
+        assert all(type(e).__name__ == "ThreadNotFoundError" for e in errors)
+        assert store._base.recent.peek(tid) is None
+        assert len(store._base.recent) == 0
+
+
+def test_a_thread_deleted_through_another_store_is_forgotten_when_found_missing(
+    store_url: URL, counter: TokenCounter
+) -> None:
+    from convkit.errors import ThreadNotFoundError
+
+    with Store(store_url, counter=counter) as store, Store(store_url, counter=counter) as other:
+        tid = store.create_thread().id
+        store.append_many(tid, said("my secret", "ok"))
+        store.window(tid, 1_000)
+        assert store._base.recent.peek(tid) is not None
+        other.delete_thread(tid)
+        with pytest.raises(ThreadNotFoundError):
+            store.window(tid, 1_000)
+        assert store._base.recent.peek(tid) is None
+        assert len(store._base.recent) == 0
+
+
+@pytest.mark.anyio
+async def test_a_failed_delete_still_forgets_what_was_kept(
+    store_url: URL, counter: TokenCounter
+) -> None:
+    from convkit.errors import ThreadNotFoundError
+
+    async with AsyncStore(store_url, counter=counter) as store:
+        tid = (await store.create_thread()).id
+        await store.append_many(tid, said("q", "a"))
+        await store.window(tid, 1_000)
+        with Store(store_url, counter=counter) as other:
+            other.delete_thread(tid)  # gone behind this store's back
+        with pytest.raises(ThreadNotFoundError):
+            await store.delete_thread(tid)
+        assert store._base.recent.peek(tid) is None
