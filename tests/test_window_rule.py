@@ -85,17 +85,20 @@ def threads(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[str], int]:
     return convo, _statuses(draw, convo), draw(st.integers(0, 3000))
 
 
+def _stored(store: Store, convo: list[dict[str, Any]], statuses: list[str]) -> tuple[Any, Any]:
+    """A new thread holding ``convo`` with these statuses: (the thread, its stored rows)."""
+    thread = store.create_thread()
+    rows = [NewMessage(message=m, status=s) for m, s in zip(convo, statuses, strict=True)]
+    return thread, store.append_many(thread.id, rows)
+
+
 @settings(max_examples=120, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=threads())
 def test_store_and_policy_choose_the_same_window(
     store: Store, case: tuple[list[dict[str, Any]], list[str], int]
 ) -> None:
     convo, statuses, budget = case
-    thread = store.create_thread()
-    stored = store.append_many(
-        thread.id,
-        [NewMessage(message=m, status=s) for m, s in zip(convo, statuses, strict=True)],  # type: ignore[arg-type]
-    )
+    thread, stored = _stored(store, convo, statuses)
     from_store = chosen = store.window(thread.id, budget)
     whole, full_budget = stored, budget
 
@@ -171,11 +174,7 @@ def test_summarize_folds_the_same_turns_from_the_store_window_as_from_the_thread
     # thread or the store's window for its read plan: unanswered calls, orphaned results and
     # incomplete rows cost in the plan what the window rule keeps of them.
     convo, statuses, _ = case
-    thread = store.create_thread()
-    stored = store.append_many(
-        thread.id,
-        [NewMessage(message=m, status=s) for m, s in zip(convo, statuses, strict=True)],  # type: ignore[arg-type]
-    )
+    thread, stored = _stored(store, convo, statuses)
 
     def summarizer(request: Any) -> str:  # its answer depends on every message it is given
         return f"{len(request.messages)} messages: " + " | ".join(
@@ -190,7 +189,11 @@ def test_summarize_folds_the_same_turns_from_the_store_window_as_from_the_thread
         max_summarizer_input_tokens=cap,
         max_batches_per_turn=batches,
     )
-    summary = None if covered is None else Summary(text="Earlier: the user said hello.", covers_through_seq=covered)
+    summary = (
+        None
+        if covered is None
+        else Summary(text="Earlier: the user said hello.", covers_through_seq=covered)
+    )
     rows = store.window(thread.id, policy.read_plan(summary=summary))
     outcomes: list[Any] = []
     for history in (stored, rows):
