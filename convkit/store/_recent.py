@@ -196,7 +196,8 @@ class RecentRows:
             self._drop(thread_id)
 
     def forget(self, thread_id: str) -> None:
-        """Drop what is kept for the thread (it was deleted)."""
+        """Drop what is kept for the thread (too large to keep, or read while its lineage
+        changed); a deleted thread goes through :meth:`deleted`."""
         with self._lock:
             self._drop(thread_id)
 
