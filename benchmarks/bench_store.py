@@ -862,7 +862,7 @@ def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
             extra = list(conversation(turns * (repeat + 1), seed=5))
             # per label: (turn, append, window + fit) of its best round, seconds per turn
             best: dict[str, tuple[float, float, float]] = {}
-            paired: dict[str, list[float]] = {label: [] for label in stores}
+            paired: dict[str, list[float]] = {label: [] for label in (*stores, _FLOOR)}
             k = 0
             for r in range(repeat + 1):  # the first round warms up
                 batch = extra[k : k + turns]
@@ -908,8 +908,8 @@ def run_turn(appends: int, sizes: list[int], repeat: int) -> str:
                     for label, times in took.items():
                         if label not in best or times[0] < best[label][0]:
                             best[label] = times
-                        if label in paired or label == _FLOOR:
-                            paired.setdefault(label, []).append(times[0] / took["in memory"][0])
+                        if label in paired:
+                            paired[label].append(times[0] / took["in memory"][0])
             for store in stores.values():
                 store.close()
             floor.close()

@@ -169,8 +169,8 @@ class RecentRows:
 
     def replace(self, thread_id: str, kept: Kept, *, since: int | None = None) -> None:
         """Keep ``kept`` for the thread (one :meth:`put` made, or :meth:`Kept.on_top`), if
-        small enough (else forget what was kept for the thread) and, given ``since`` (a
-        :meth:`since` mark taken before the read), if no thread was deleted since."""
+        small enough (else forget what was kept for the thread) and, given ``since`` (the
+        :meth:`mark` taken before the read), if no thread was deleted since."""
         size = len(kept.newest) + len(kept.lead)
         if size > self.max_rows // 4:
             self.forget(thread_id)
@@ -184,7 +184,7 @@ class RecentRows:
             while self._rows > self.max_rows and self._kept:
                 self._drop(next(iter(self._kept)))
 
-    def since(self) -> int:
+    def mark(self) -> int:
         """A mark to take before a read whose rows may be kept (see :meth:`replace`)."""
         return self._deletions
 

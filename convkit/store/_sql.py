@@ -700,7 +700,7 @@ def window(
     one statement (:data:`_LINEAGE_AND_NEW`).
     """
     new_rows: tuple[int, list[Any]] | None = None  # (the seq they lie above, the rows)
-    since = None if recent is None else recent.since()  # before the first read
+    since = None if recent is None else recent.mark()  # before the first read
     peek = None if recent is None or not join else recent.peek(thread_id)
     try:
         if peek is not None:

@@ -434,6 +434,8 @@ def test_a_window_read_while_the_thread_is_deleted_keeps_nothing(
     # ends after it: the rows it read must not be kept again once the delete forgot them.
     import threading
 
+    from convkit.errors import ThreadNotFoundError
+
     with Store(store_url, counter=counter) as store:
         tid = store.create_thread().id
         store.append_many(tid, said("my secret", "ok"))
@@ -462,7 +464,7 @@ def test_a_window_read_while_the_thread_is_deleted_keeps_nothing(
         go.set()
         reader.join(10)
         assert not reader.is_alive()
-        assert all(type(e).__name__ == "ThreadNotFoundError" for e in errors)
+        assert all(isinstance(e, ThreadNotFoundError) for e in errors), errors
         assert store._base.recent.peek(tid) is None
         assert len(store._base.recent) == 0
 
