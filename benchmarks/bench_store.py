@@ -968,12 +968,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="--appends 500 --sizes 1000,10000 --repeat 5"
     )
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        default=None,
+        help="run the whole benchmark (every thread it starts) on this one CPU (Linux)",
+    )
     args = parser.parse_args(argv)
+    if args.cpu is not None:
+        # Before any thread starts: the threads started later inherit the main thread's CPU.
+        os.sched_setaffinity(0, {args.cpu})
     if args.quick:
         args.appends, args.sizes, args.repeat = 500, "1000,10000", 5
     sizes = sorted(int(s) for s in args.sizes.split(","))
     started = time.perf_counter()
-    print(f"# convkit store benchmark (python {sys.version.split()[0]}, {os.cpu_count()} CPUs)\n")
+    on = "" if args.cpu is None else f", pinned to CPU {args.cpu}"
+    print(
+        f"# convkit store benchmark (python {sys.version.split()[0]}, {os.cpu_count()} CPUs{on})\n"
+    )
     for backend in args.backends.split(","):
         run = {
             "sqlite": run_sqlite,
