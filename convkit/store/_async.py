@@ -25,6 +25,7 @@ from convkit.store._engine import (
     HEAD_REVISION,
     WRITE,
     check_schema,
+    configures_pool,
     current_revision,
     display_url,
     ensure_sqlite_dir,
@@ -123,7 +124,9 @@ class AsyncStore:
                 **options.get("connect_args", {}),
             }
             self.thread_engine = make_sync_engine(self._base.url, options)
-            self._threads = SyncRunner(self.thread_engine)
+            self._threads = SyncRunner(
+                self.thread_engine, keep_connections=not configures_pool(engine_options)
+            )
 
     async def _open(self) -> None:
         with database_errors(self.url):
@@ -160,6 +163,8 @@ class AsyncStore:
         workers, self._workers = self._workers, None
         if workers is not None:
             workers.close()  # idle by now: every operation was awaited
+        if self._threads is not None:
+            self._threads.close()
         if self.thread_engine is not None:
             self.thread_engine.dispose()
         await self.engine.dispose()

@@ -300,6 +300,11 @@ def _engine_args(url: URL, options: Mapping[str, Any] | None) -> dict[str, Any]:
     return args
 
 
+def configures_pool(options: Mapping[str, Any] | None) -> bool:
+    """Whether ``engine_options`` set up the connection pool (its class, size or limits)."""
+    return any(k.startswith("pool") or k in ("max_overflow", "creator") for k in options or ())
+
+
 def make_sync_engine(url: URL, options: Mapping[str, Any] | None = None) -> Engine:
     """Create the sync engine for ``url`` (SQLite settings installed)."""
     url, synchronous = sqlite_synchronous(sync_url(url))

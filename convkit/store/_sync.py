@@ -25,6 +25,7 @@ from convkit.store._engine import (
     HEAD_REVISION,
     WRITE,
     check_schema,
+    configures_pool,
     current_revision,
     display_url,
     ensure_sqlite_dir,
@@ -68,13 +69,23 @@ class SyncRunner:
     aiosqlite would take several per statement).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, keep_connections: bool = True) -> None:
         self.engine = engine
         self.write_engine = engine.execution_options(**WRITE)
         self._reads = sessionmaker(engine, expire_on_commit=False, autoflush=False)
         self._writes = sessionmaker(self.write_engine, expire_on_commit=False, autoflush=False)
-        # SQLite: Core operations run on the driver connection (see convkit.store._raw).
-        self._raw = RawRunner(engine) if engine.dialect.name == "sqlite" else None
+        # SQLite: Core operations run on the driver connection (see convkit.store._raw), kept
+        # by the thread between operations unless the caller configured the pool.
+        self._raw = (
+            RawRunner(engine, keep_connections=keep_connections)
+            if engine.dialect.name == "sqlite"
+            else None
+        )
+
+    def close(self) -> None:
+        """Close the connections threads keep between operations (SQLite files)."""
+        if self._raw is not None:
+            self._raw.close()
 
     def run(self, op: _sql.Op[T], *, write: bool, core: bool) -> T:
         """Run ``op`` in a transaction: a bare connection for Core-only operations."""
@@ -137,10 +148,11 @@ class Store:
         ensure_sqlite_dir(self.url)
         self.engine: Engine = make_sync_engine(self.url, engine_options)
         self._dialect = self.engine.dialect.name
-        self._runner = SyncRunner(self.engine)
+        self._runner = SyncRunner(self.engine, keep_connections=not configures_pool(engine_options))
         try:
             self._open(create_tables or self._base._is_default)
         except BaseException:
+            self._runner.close()
             self.engine.dispose()
             raise
 
@@ -169,6 +181,7 @@ class Store:
 
     def close(self) -> None:
         """Close every pooled connection; the store can still be used (it reconnects)."""
+        self._runner.close()
         self.engine.dispose()
 
     def upgrade(self) -> tuple[str | None, str | None]:
