@@ -159,7 +159,7 @@ class AsyncStore:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every pooled connection; the store can still be used (it reconnects)."""
+        """Close every connection (pooled, or kept by a thread); the store can still be used."""
         workers, self._workers = self._workers, None
         if workers is not None:
             workers.close()  # idle by now: every operation was awaited

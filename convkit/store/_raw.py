@@ -4,7 +4,7 @@ The operations of :mod:`convkit.store._sql` yield SQLAlchemy Core statements. On
 statement is cheap to execute (microseconds), and SQLAlchemy's machinery around it is not: a
 ``Connection`` with its transaction, the execution context and the result object cost about as
 much again as reading fifty rows. :class:`RawRunner` runs the same operations, statement for
-statement, on the pooled connection's ``sqlite3`` connection instead:
+statement, on a ``sqlite3`` connection (the thread's kept one, or a pooled one) instead:
 
 * each statement is compiled once for the dialect (the module-level statements of ``_sql``
   are compiled on first use and kept; others are compiled per call), with SQLAlchemy's own

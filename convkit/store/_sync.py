@@ -180,7 +180,7 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Close every pooled connection; the store can still be used (it reconnects)."""
+        """Close every connection (pooled, or kept by a thread); the store can still be used."""
         self._runner.close()
         self.engine.dispose()
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.pool import NullPool
 
-from convkit import ThreadNotFoundError
+from convkit import StoreError, ThreadNotFoundError
 from convkit.store import AsyncStore, Store, StoreValueError, _raw
 from convkit.store._sql import Q
 
@@ -169,7 +169,7 @@ def test_a_refused_row_keeps_the_connection_and_a_driver_error_gives_it_up(
     assert mine() is first and _is_open(first)
     with store.engine.begin() as conn:  # on the pool: not the kept connection
         conn.exec_driver_sql("DROP TABLE convkit_summaries")
-    with pytest.raises(Exception, match="no such table"):
+    with pytest.raises(StoreError, match="no such table"):
         store.delete_thread("t")  # an OperationalError from the driver
     assert mine() is None and not _is_open(first)  # given up
     assert store.get_thread("t").id == "t"  # rolled back; the next operation opens anew
